@@ -1,0 +1,125 @@
+# Makefile - builds the gateway and the product service, runs tests.
+#
+#   make            build bin/gateway and bin/product-service
+#   make run        the whole stack on loopback (deploy/run-local.sh)
+#   make test       unit tests, then integration tests on real Redis/PostgreSQL
+#   make SANITIZE=1 test   the same under ASan and UBSan
+#   make fmt | lint | clean
+
+CC       ?= cc
+SANITIZE ?= 0
+BUILD    := build$(if $(filter 1,$(SANITIZE)),-san,)
+BIN      := $(BUILD)/bin
+
+CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow \
+	-Wno-missing-field-initializers -D_GNU_SOURCE -pthread
+ifeq ($(SANITIZE),1)
+CFLAGS_BASE += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+LDFLAGS     += -fsanitize=address,undefined
+endif
+# Test builds compile in the hooks that tests use to hold a replica at a
+# chosen point; release builds never contain them.
+TEST_HOOKS ?= 1
+ifeq ($(TEST_HOOKS),1)
+CFLAGS_BASE += -DCM_TEST_HOOKS=1
+endif
+
+INCLUDES := -Icommon -I$(BUILD)/gen
+CFLAGS   += $(CFLAGS_BASE) $(INCLUDES) -MMD -MP
+LDLIBS_COMMON := -lprotobuf-c -pthread
+LDLIBS_GW := -levent -levent_pthreads -ljson-c -lnng $(LDLIBS_COMMON)
+LDLIBS_PS := -levent -levent_pthreads -lhiredis -lpq -lnng $(LDLIBS_COMMON)
+
+PROTOS   := $(wildcard proto/*.proto)
+PB_C     := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
+PB_H     := $(PB_C:.c=.h)
+PB_O     := $(PB_C:.c=.o)
+
+COMMON_SRC := $(wildcard common/*.c)
+GW_SRC     := $(filter-out gateway/gw_main.c,$(wildcard gateway/*.c))
+PS_SRC     := $(filter-out services/product/ps_main.c,$(wildcard services/product/*.c))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+COMMON_O := $(call obj,$(COMMON_SRC)) $(PB_O)
+GW_O     := $(call obj,$(GW_SRC))
+MIGRATIONS := $(sort $(wildcard services/product/migrations/*.sql))
+PS_O     := $(call obj,$(PS_SRC)) $(BUILD)/gen/ps_migrations.o
+
+UNIT_SRC := $(wildcard common/tests/test_*.c gateway/tests/test_*.c \
+	services/product/tests/test_*.c)
+UNIT_BIN := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(UNIT_SRC)))
+ITEST_SRC := $(wildcard tests/integration/test_*.c)
+ITEST_LIB := $(filter-out $(ITEST_SRC),$(wildcard tests/integration/*.c))
+ITEST_BIN := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(ITEST_SRC)))
+
+.PHONY: all run test test-unit test-integration deps fmt lint clean bench
+all: $(BIN)/gateway $(BIN)/product-service
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p $(dir $@)
+	protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
+
+$(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
+	$(CC) $(CFLAGS) -Wno-unused-parameter -c -o $@ $<
+
+$(BUILD)/gen/ps_migrations.c: $(MIGRATIONS) scripts/embed-sql.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-sql.sh $(MIGRATIONS) > $@
+
+$(BUILD)/gen/ps_migrations.o: $(BUILD)/gen/ps_migrations.c
+	$(CC) $(CFLAGS) -Iservices/product -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.c | $(PB_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BIN)/gateway: $(call obj,gateway/gw_main.c) $(GW_O) $(COMMON_O)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_GW)
+
+$(BIN)/product-service: $(call obj,services/product/ps_main.c) $(PS_O) $(COMMON_O)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_PS)
+
+# Unit tests link the component's objects (all but main) with cmocka.
+$(BUILD)/tests/test_cm_%: common/tests/test_cm_%.c $(COMMON_O)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS_COMMON)
+$(BUILD)/tests/test_gw_%: gateway/tests/test_gw_%.c $(GW_O) $(COMMON_O)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Igateway $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS_GW)
+$(BUILD)/tests/test_ps_%: services/product/tests/test_ps_%.c $(PS_O) $(COMMON_O)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iservices/product $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS_PS)
+$(BUILD)/tests/test_%: tests/integration/test_%.c $(ITEST_LIB) $(COMMON_O)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/integration $(LDFLAGS) -o $@ $^ -lcmocka -ljson-c -lpq $(LDLIBS_COMMON)
+
+deps:
+	@bash deploy/install-deps.sh
+
+run: deps all
+	@BUILD=$(BUILD) bash deploy/run-local.sh
+
+test: deps
+	@$(MAKE) --no-print-directory test-unit test-integration
+
+test-unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+test-integration: all $(ITEST_BIN)
+	@BUILD=$(BUILD) bash tests/run-integration.sh $(ITEST_BIN)
+
+fmt:
+	clang-format -i $(COMMON_SRC) common/*.h gateway/*.[ch] \
+		services/product/*.[ch] $(UNIT_SRC) tests/integration/*.[ch]
+
+lint:
+	clang-format --dry-run --Werror $(COMMON_SRC) common/*.h gateway/*.[ch] \
+		services/product/*.[ch] $(UNIT_SRC) tests/integration/*.[ch]
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# install-deps.sh - installs the Debian 12 packages this project needs.
+# Does nothing when all are there; uses sudo when not root.
+set -euo pipefail
+
+PKGS=(build-essential pkg-config libevent-dev libhiredis-dev libpq-dev
+	libjson-c-dev libprotobuf-c-dev protobuf-c-compiler libnng-dev
+	libcmocka-dev redis-server postgresql postgresql-contrib curl)
+if [ "${WITH_BENCH:-0}" = 1 ]; then
+	PKGS+=(wrk gnuplot-nox nodejs npm)
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+		grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
