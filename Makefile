@@ -8,7 +8,7 @@
 
 CC       ?= cc
 SANITIZE ?= 0
-BUILD    := build$(if $(filter 1,$(SANITIZE)),-san,)
+BUILD    ?= build$(if $(filter 1,$(SANITIZE)),-san,)
 BIN      := $(BUILD)/bin
 
 CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow \
@@ -94,7 +94,7 @@ $(BUILD)/tests/test_ps_%: services/product/tests/test_ps_%.c $(PS_O) $(COMMON_O)
 	$(CC) $(CFLAGS) -Iservices/product $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS_PS)
 $(BUILD)/tests/test_%: tests/integration/test_%.c $(ITEST_LIB) $(COMMON_O)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/integration $(LDFLAGS) -o $@ $^ -lcmocka -ljson-c -lpq $(LDLIBS_COMMON)
+	$(CC) $(CFLAGS) -Itests/integration $(LDFLAGS) -o $@ $^ -lcmocka -ljson-c -lpq -lhiredis $(LDLIBS_COMMON)
 
 deps:
 	@bash deploy/install-deps.sh
