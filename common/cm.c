@@ -60,7 +60,8 @@ rand64(void)
 	if (s == 0) {
 		if (getrandom(&s, sizeof(s), 0) != sizeof(s) || s == 0) {
 			s = (uint64_t) cm_mono_us() ^
-			    ((uint64_t) pthread_self() << 17) ^ 0x9e3779b97f4a7c15ULL;
+			    ((uint64_t) pthread_self() << 17) ^
+			    0x9e3779b97f4a7c15ULL;
 		}
 	}
 	s ^= s << 13;

@@ -11,6 +11,11 @@ static int
 parse_int(const char *s, long long *out)
 {
 	char *end;
+	/* strtoll would skip leading blanks and take a '+'; a setting is
+	 * either a plain decimal integer or it is wrong. */
+	if (!((s[0] >= '0' && s[0] <= '9') || s[0] == '-')) {
+		return CM_EINVAL;
+	}
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
 	if (errno != 0 || end == s || *end != '\0') {
@@ -51,8 +56,9 @@ cm_cfg_load(const cm_cfg_opt *opts, size_t n, char *err, size_t errlen)
 			*(long long *) o->dest = iv;
 			break;
 		case CM_CFG_LEVEL:
-			if (strcmp(v, "debug") != 0 && strcmp(v, "info") != 0 &&
-			    strcmp(v, "warn") != 0 && strcmp(v, "error") != 0) {
+			if (strcmp(v, "debug") != 0 &&
+			    strcmp(v, "info") != 0 && strcmp(v, "warn") != 0 &&
+			    strcmp(v, "error") != 0) {
 				snprintf(err, errlen,
 				    "%s=%s: want debug, info, warn or error",
 				    o->env, v);
@@ -86,8 +92,8 @@ cm_cfg_help(FILE *f, const char *prog, const char *summary,
 }
 
 int
-cm_cfg_cli(int argc, char **argv, const char *summary,
-    const cm_cfg_opt *opts, size_t n)
+cm_cfg_cli(int argc, char **argv, const char *summary, const cm_cfg_opt *opts,
+    size_t n)
 {
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 ||

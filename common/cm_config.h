@@ -11,13 +11,14 @@
 #include <stdio.h>
 
 typedef enum cm_cfg_type {
-	CM_CFG_STRING, /* dest: const char ** (points into environ or default) */
+	CM_CFG_STRING, /* dest: const char ** (points into environ or default)
+	                */
 	CM_CFG_INT,    /* dest: long long *, checked against [min, max] */
 	CM_CFG_LEVEL,  /* dest: const char **, one of debug/info/warn/error */
 } cm_cfg_type;
 
 typedef struct cm_cfg_opt {
-	const char *env;      /* variable name, e.g. "GATEWAY_LISTEN" */
+	const char *env; /* variable name, e.g. "GATEWAY_LISTEN" */
 	cm_cfg_type type;
 	const char *def;      /* default as text; NULL means required */
 	long long   min, max; /* bounds for CM_CFG_INT */

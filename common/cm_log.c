@@ -12,7 +12,7 @@
 cm_log_level cm_log_min = CM_LOG_INFO;
 static char  log_process[32] = "-";
 
-static const char *const level_names[] = { "debug", "info", "warn", "error" };
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 int
 cm_log_init(const char *process, const char *level)
@@ -28,8 +28,8 @@ cm_log_init(const char *process, const char *level)
 }
 
 void
-cm_log_write(cm_log_level lvl, const char *id, const char *reqid,
-    const char *fmt, ...)
+cm_log_write(
+    cm_log_level lvl, const char *id, const char *reqid, const char *fmt, ...)
 {
 	char           line[2048];
 	struct timeval tv;

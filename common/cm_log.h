@@ -23,16 +23,16 @@ int cm_log_init(const char *process, const char *level);
 void cm_log_write(cm_log_level lvl, const char *id, const char *reqid,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-#define CM_LOG(lvl, id, reqid, ...)                          \
-	do {                                                 \
-		if ((lvl) >= cm_log_min) {                   \
+#define CM_LOG(lvl, id, reqid, ...)                                \
+	do {                                                       \
+		if ((lvl) >= cm_log_min) {                         \
 			cm_log_write(lvl, id, reqid, __VA_ARGS__); \
-		}                                            \
+		}                                                  \
 	} while (0)
 
 #define CM_DEBUG(id, reqid, ...) CM_LOG(CM_LOG_DEBUG, id, reqid, __VA_ARGS__)
-#define CM_INFO(id, reqid, ...) CM_LOG(CM_LOG_INFO, id, reqid, __VA_ARGS__)
-#define CM_WARN(id, reqid, ...) CM_LOG(CM_LOG_WARN, id, reqid, __VA_ARGS__)
+#define CM_INFO(id, reqid, ...)  CM_LOG(CM_LOG_INFO, id, reqid, __VA_ARGS__)
+#define CM_WARN(id, reqid, ...)  CM_LOG(CM_LOG_WARN, id, reqid, __VA_ARGS__)
 #define CM_ERROR(id, reqid, ...) CM_LOG(CM_LOG_ERROR, id, reqid, __VA_ARGS__)
 
 #endif /* CM_LOG_H */
