@@ -25,7 +25,7 @@ ifeq ($(TEST_HOOKS),1)
 CFLAGS_BASE += -DCM_TEST_HOOKS=1
 endif
 
-INCLUDES := -Icommon -I$(BUILD)/gen
+INCLUDES := -Icommon -I$(BUILD)/gen -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 CFLAGS   += $(CFLAGS_BASE) $(INCLUDES) -MMD -MP
 LDLIBS_COMMON := -lprotobuf-c -pthread
 LDLIBS_GW := -levent -levent_pthreads -ljson-c -lnng $(LDLIBS_COMMON)
@@ -53,6 +53,7 @@ ITEST_SRC := $(wildcard tests/integration/test_*.c)
 ITEST_LIB := $(filter-out $(ITEST_SRC),$(wildcard tests/integration/*.c))
 ITEST_BIN := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(ITEST_SRC)))
 
+.SECONDARY: $(PB_C) $(PB_H) $(BUILD)/gen/ps_migrations.c
 .PHONY: all run test test-unit test-integration deps fmt lint clean bench
 all: $(BIN)/gateway $(BIN)/product-service
 
@@ -92,9 +93,9 @@ $(BUILD)/tests/test_gw_%: gateway/tests/test_gw_%.c $(GW_O) $(COMMON_O)
 $(BUILD)/tests/test_ps_%: services/product/tests/test_ps_%.c $(PS_O) $(COMMON_O)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iservices/product $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS_PS)
-$(BUILD)/tests/test_%: tests/integration/test_%.c $(ITEST_LIB) $(COMMON_O)
+$(BUILD)/tests/test_%: tests/integration/test_%.c $(ITEST_LIB) $(wildcard tests/integration/*.h) $(COMMON_O)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/integration $(LDFLAGS) -o $@ $^ -lcmocka -ljson-c -lpq -lhiredis $(LDLIBS_COMMON)
+	$(CC) $(CFLAGS) -Itests/integration $(LDFLAGS) -o $@ $(filter %.c %.o,$^) -lcmocka -ljson-c -lpq -lhiredis $(LDLIBS_COMMON)
 
 deps:
 	@bash deploy/install-deps.sh

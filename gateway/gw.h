@@ -1,0 +1,212 @@
+/* gw.h - the gateway's private interfaces: routing, JSON, RPC and HTTP.
+ *
+ * The gateway is N identical event loops. Each loop owns one gw_http (an
+ * evhttp bound to its own SO_REUSEPORT socket) and one gw_rpc (its own NNG
+ * sockets to every replica). Nothing is shared between loops except the
+ * read-only configuration, so no lock is taken on the request path other
+ * than the one that hands NNG completions back to the loop (gw_rpc.c).
+ */
+#ifndef GW_H
+#define GW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog.pb-c.h"
+
+struct event_base;
+
+/* ---- gw_route.c: method, path and query to a route (pure) ---- */
+
+/* HTTP methods as bits, so a route row can accept several. */
+typedef enum gw_method {
+	GW_M_GET = 1 << 0,
+	GW_M_HEAD = 1 << 1,
+	GW_M_POST = 1 << 2,
+	GW_M_PUT = 1 << 3,
+	GW_M_PATCH = 1 << 4,
+	GW_M_DELETE = 1 << 5,
+	GW_M_OPTIONS = 1 << 6,
+} gw_method;
+
+typedef enum gw_route_id {
+	GW_ROUTE_NONE = 0,
+	GW_ROUTE_HEALTHZ,
+	GW_ROUTE_READYZ,
+	GW_ROUTE_PRODUCT_LIST,
+	GW_ROUTE_PRODUCT_GET,
+} gw_route_id;
+
+#define GW_LIST_LIMIT_DEFAULT 20
+#define GW_LIST_LIMIT_MAX     100
+
+/* What the router decided for one request. */
+typedef struct gw_route {
+	gw_route_id id;         /* GW_ROUTE_NONE when status != 0 */
+	int         status;     /* 0 when a route matched, else 400/404/405 */
+	char        detail[96]; /* problem detail when status != 0 */
+	char        allow[64];  /* Allow header value with 405 */
+	int64_t     product_id; /* GW_ROUTE_PRODUCT_GET */
+	int32_t     limit;      /* GW_ROUTE_PRODUCT_LIST */
+	int64_t     after;      /* GW_ROUTE_PRODUCT_LIST */
+} gw_route;
+
+/* Returns "GET", "HEAD", ... for one method bit, "-" for anything else. */
+const char *gw_method_name(unsigned m);
+
+/* Matches a method and a percent-decoded path (NUL-terminated, no NUL
+ * inside) plus the raw query string (NULL when absent) against the route
+ * table and fills *out. Never allocates. */
+void gw_route_match(
+    unsigned method, const char *path, const char *query, gw_route *out);
+
+/* ---- gw_route.c: If-None-Match (pure) ---- */
+
+#define GW_INM_MAX 16
+
+/* Parsed If-None-Match header(s). Our entity tags are "<version>"; tags that
+ * are not a positive int32 are valid but can never match, so they are
+ * skipped. Beyond GW_INM_MAX versions the rest are ignored. */
+typedef struct gw_inm {
+	int     present;   /* at least one well-formed header */
+	int     malformed; /* a header did not parse: ignore them all */
+	int     any;       /* "*" */
+	size_t  n;
+	int32_t versions[GW_INM_MAX];
+} gw_inm;
+
+/* Adds one header value to *inm (zero it before the first call). */
+void gw_inm_parse(const char *value, gw_inm *inm);
+
+/* Returns 1 when a product at version matches the condition (the request
+ * should get 304), else 0. Weak comparison: W/"3" matches "3". */
+int gw_inm_match(const gw_inm *inm, int32_t version);
+
+/* Returns the version to send to the replica as if_none_match_version: the
+ * largest listed version, or 0 (absent) for "*", none or malformed. */
+int32_t gw_inm_hint(const gw_inm *inm);
+
+/* ---- gw_json.c: JSON text ---- */
+
+/* A growable byte buffer. After an allocation failure it stops growing and
+ * remembers the failure in err; callers check once at the end. */
+typedef struct gw_buf {
+	char  *data;
+	size_t len;
+	size_t cap;
+	int    err; /* CM_OK or CM_ENOMEM */
+} gw_buf;
+
+void gw_buf_init(gw_buf *b);
+void gw_buf_fini(gw_buf *b);
+void gw_buf_add(gw_buf *b, const void *p, size_t n);
+void gw_buf_adds(gw_buf *b, const char *s);
+
+/* Appends s as a quoted JSON string: '"', '\\' and control characters are
+ * escaped, valid UTF-8 passes through, invalid bytes become \ufffd. NULL is
+ * written as "". */
+void gw_json_string(gw_buf *b, const char *s);
+
+/* Each appends one JSON document to b and returns b->err. */
+int gw_json_product(gw_buf *b, const Catalog__Product *p);
+int gw_json_list(
+    gw_buf *b, Catalog__Product *const *items, size_t n, int64_t next_after);
+int gw_json_status(gw_buf *b, const char *status);
+int gw_json_problem(
+    gw_buf *b, int status, const char *detail, const char *request_id);
+
+/* Problem slug ("not-found") and title ("Not Found") for an HTTP status. */
+const char *gw_json_problem_slug(int status);
+const char *gw_json_problem_title(int status);
+
+/* ---- gw_rpc.c: product RPCs over NNG ---- */
+
+typedef struct gw_rpc gw_rpc;
+
+/* One logical request. The strings are copied; the caller keeps its own. */
+typedef struct gw_rpc_req {
+	Catalog__Method method;
+	const char     *request_id;
+	int             timeout_ms; /* deadline for all tries together */
+	int64_t         id;
+	int32_t         limit;
+	int64_t         after;
+	int32_t         if_none_match_version;
+} gw_rpc_req;
+
+/* The outcome handed to a gw_rpc_cb. */
+typedef struct gw_rpc_res {
+	int err; /* CM_OK (resp is set), CM_ETIMEDOUT (deadline passed),
+	            CM_EUNAVAIL (no replica reachable, or shutting down),
+	            CM_EPROTO (a reply that does not decode) */
+	const Catalog__Response *resp;     /* valid during the callback only */
+	const char              *upstream; /* URL of the last try, or NULL */
+	int                      retries;  /* tries after the first */
+} gw_rpc_res;
+
+/* Runs on the loop thread that called gw_rpc_call(), exactly once. */
+typedef void (*gw_rpc_cb)(const gw_rpc_res *res, void *arg);
+
+/* Opens one req0 socket per URL in upstreams (comma-separated) for the loop
+ * of base, dialing in the background. Returns CM_OK and *out, CM_EINVAL with
+ * a message in err for a bad list or URL, or CM_ENOMEM. The caller frees
+ * *out with gw_rpc_free(). */
+int gw_rpc_new(gw_rpc **out, struct event_base *base, const char *upstreams,
+    char *err, size_t errlen);
+
+/* Starts req; cb(res, arg) runs later on the loop thread. Returns CM_OK, or
+ * an error without ever calling cb. */
+int gw_rpc_call(gw_rpc *rpc, const gw_rpc_req *req, gw_rpc_cb cb, void *arg);
+
+/* Fails every call still pending (their callbacks run now, with
+ * CM_EUNAVAIL) and refuses new ones. Call it on the loop thread, or after
+ * the loop has stopped, before freeing what the callbacks use. */
+void gw_rpc_shutdown(gw_rpc *rpc);
+
+/* Closes the sockets and frees rpc; gw_rpc_free(NULL) does nothing. */
+void gw_rpc_free(gw_rpc *rpc);
+
+/* Splits a comma-separated URL list. Returns CM_OK with *n entries in
+ * (*urls)[] (free with gw_rpc_urls_free()), or CM_EINVAL for an empty
+ * list or an empty entry, or CM_ENOMEM. */
+int  gw_rpc_urls_parse(const char *s, char ***urls, size_t *n);
+void gw_rpc_urls_free(char **urls, size_t n);
+
+/* ---- gw_http.c: evhttp front end ---- */
+
+typedef struct gw_http gw_http;
+
+#define GW_HTTP_MAX_HEADERS  16384 /* request line and headers, bytes */
+#define GW_READY_TIMEOUT_MS  500
+#define GW_HTTP_IDLE_TIMEOUT 60 /* seconds a keep-alive connection idles */
+
+/* Splits "host:port" or "[v6]:port" into host and port. Returns CM_OK or
+ * CM_EINVAL. */
+int gw_http_parse_listen(const char *s, char *host, size_t hostlen, int *port);
+
+/* Creates a non-blocking listening TCP socket with SO_REUSEADDR and
+ * SO_REUSEPORT on host:port. Returns CM_OK with *fd and *bound (the actual
+ * port, useful with port 0), or CM_EINVAL with a message in err. */
+int gw_http_listen(
+    const char *host, int port, int *fd, int *bound, char *err, size_t errlen);
+
+/* Serves HTTP on the listening socket fd (taking ownership of it) on base,
+ * sending RPCs through rpc. Returns CM_OK and *out, or CM_ENOMEM (fd is
+ * closed then too). Free with gw_http_free(). */
+int gw_http_new(gw_http **out, struct event_base *base, int fd, gw_rpc *rpc,
+    int timeout_ms, size_t max_body);
+
+/* Starts a graceful stop on the loop thread: closes the listening socket,
+ * answers what is pending (with "Connection: close"), and calls idle(arg)
+ * once no request is pending - at once when none is. */
+void gw_http_drain(gw_http *h, void (*idle)(void *), void *arg);
+
+/* Frees the server, its connections and its socket. Call gw_rpc_shutdown()
+ * first so that no request waits on an RPC. gw_http_free(NULL) does
+ * nothing. */
+void gw_http_free(gw_http *h);
+
+/* HTTP status for a replica's Status (the table in docs/design.md). */
+int gw_http_status_of(int status);
+
+#endif /* GW_H */

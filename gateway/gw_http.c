@@ -1,0 +1,706 @@
+/* gw_http.c - the evhttp front end: requests in, RPCs out, JSON back.
+ *
+ * Every function here runs on the loop thread that owns the gw_http; the
+ * RPC layer calls on_rpc() on that same thread. A request whose client went
+ * away before the reply is still answered: evhttp has detached it from the
+ * connection by then, and evhttp_send_reply() just frees it.
+ */
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "cm.h"
+#include "cm_log.h"
+#include "gw.h"
+
+#define LOG_PATH_MAX   160
+#define LOG_NAME_MAX   64
+#define LISTEN_BACKLOG 1024
+
+struct gw_http {
+	struct event_base          *base;
+	struct evhttp              *http;
+	struct evhttp_bound_socket *listener;
+	gw_rpc                     *rpc;
+	int                         timeout_ms;
+	int                         pending; /* hreqs not yet answered */
+	int                         draining;
+	void (*idle)(void *);
+	void *idle_arg;
+};
+
+/* One HTTP request from arrival to reply. */
+typedef struct hreq {
+	gw_http               *srv;
+	struct evhttp_request *req;
+	unsigned               method;
+	gw_route               route;
+	gw_inm                 inm;
+	int64_t                t0_us;
+	const char            *cache; /* X-Cache value, or "-" */
+	int                    retries;
+	char                   reqid[65];
+	char                   path[LOG_PATH_MAX + 4];
+	char                   replica[LOG_NAME_MAX + 4];
+} hreq;
+
+/* ---- pure helpers ---- */
+
+int
+gw_http_status_of(int status)
+{
+	switch (status) {
+	case CATALOG__STATUS__STATUS_OK:
+		return 200;
+	case CATALOG__STATUS__STATUS_CREATED:
+		return 201;
+	case CATALOG__STATUS__STATUS_NO_CONTENT:
+		return 204;
+	case CATALOG__STATUS__STATUS_NOT_MODIFIED:
+		return 304;
+	case CATALOG__STATUS__STATUS_NOT_FOUND:
+		return 404;
+	case CATALOG__STATUS__STATUS_INVALID:
+		return 400;
+	case CATALOG__STATUS__STATUS_CONFLICT:
+		return 409;
+	case CATALOG__STATUS__STATUS_PRECONDITION_FAILED:
+		return 412;
+	case CATALOG__STATUS__STATUS_UNPROCESSABLE:
+		return 422;
+	case CATALOG__STATUS__STATUS_UNAVAILABLE:
+		return 503;
+	case CATALOG__STATUS__STATUS_DEADLINE_EXCEEDED:
+		return 504;
+	}
+	return 500;
+}
+
+int
+gw_http_parse_listen(const char *s, char *host, size_t hostlen, int *port)
+{
+	const char *h, *p;
+	size_t      hl;
+	long        v = 0;
+
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (rb == NULL || rb[1] != ':') {
+			return CM_EINVAL;
+		}
+		h = s + 1;
+		hl = (size_t) (rb - h);
+		p = rb + 2;
+	} else {
+		const char *colon = strrchr(s, ':');
+		if (colon == NULL) {
+			return CM_EINVAL;
+		}
+		h = s;
+		hl = (size_t) (colon - s);
+		p = colon + 1;
+		if (memchr(h, ':', hl) != NULL) {
+			return CM_EINVAL; /* IPv6 needs brackets */
+		}
+	}
+	if (hl == 0 || hl >= hostlen || p[0] == '\0' || strlen(p) > 5) {
+		return CM_EINVAL;
+	}
+	for (const char *q = p; *q != '\0'; q++) {
+		if (*q < '0' || *q > '9') {
+			return CM_EINVAL;
+		}
+		v = v * 10 + (*q - '0');
+	}
+	if (v > 65535) {
+		return CM_EINVAL;
+	}
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	*port = (int) v;
+	return CM_OK;
+}
+
+int
+gw_http_listen(
+    const char *host, int port, int *fdp, int *bound, char *err, size_t errlen)
+{
+	struct addrinfo         hints = {0}, *res = NULL;
+	struct sockaddr_storage ss;
+	socklen_t               sl = sizeof(ss);
+	char                    svc[8];
+	int                     fd = -1, one = 1, rv;
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(svc, sizeof(svc), "%d", port);
+	if ((rv = getaddrinfo(host, svc, &hints, &res)) != 0) {
+		snprintf(err, errlen, "%s: %s", host, gai_strerror(rv));
+		return CM_EINVAL;
+	}
+	fd = socket(
+	    res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+	    listen(fd, LISTEN_BACKLOG) != 0 ||
+	    getsockname(fd, (struct sockaddr *) &ss, &sl) != 0) {
+		snprintf(
+		    err, errlen, "%s:%d: %s", host, port, strerror(errno));
+		if (fd >= 0) {
+			close(fd);
+		}
+		freeaddrinfo(res);
+		return CM_EINVAL;
+	}
+	freeaddrinfo(res);
+	*bound = ss.ss_family == AF_INET6
+	    ? ntohs(((struct sockaddr_in6 *) &ss)->sin6_port)
+	    : ntohs(((struct sockaddr_in *) &ss)->sin_port);
+	*fdp = fd;
+	return CM_OK;
+}
+
+/* Copies src for a log line: printable ASCII other than space, quote and
+ * backslash as is, anything else as '?', cut at max bytes with "...". */
+static void
+sanitize(char *dst, size_t max, const char *src)
+{
+	size_t i = 0;
+	if (src == NULL || src[0] == '\0') {
+		src = "-";
+	}
+	for (; src[i] != '\0' && i < max; i++) {
+		unsigned char c = (unsigned char) src[i];
+		dst[i] = (c > 0x20 && c < 0x7f && c != '"' && c != '\\')
+		    ? (char) c
+		    : '?';
+	}
+	if (src[i] != '\0') {
+		memcpy(dst + i, "...", 3);
+		i += 3;
+	}
+	dst[i] = '\0';
+}
+
+static unsigned
+method_of(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET:
+		return GW_M_GET;
+	case EVHTTP_REQ_HEAD:
+		return GW_M_HEAD;
+	case EVHTTP_REQ_POST:
+		return GW_M_POST;
+	case EVHTTP_REQ_PUT:
+		return GW_M_PUT;
+	case EVHTTP_REQ_PATCH:
+		return GW_M_PATCH;
+	case EVHTTP_REQ_DELETE:
+		return GW_M_DELETE;
+	case EVHTTP_REQ_OPTIONS:
+		return GW_M_OPTIONS;
+	default:
+		return 0;
+	}
+}
+
+/* ---- replies ---- */
+
+static void
+add_header(hreq *h, const char *key, const char *value)
+{
+	evhttp_add_header(
+	    evhttp_request_get_output_headers(h->req), key, value);
+}
+
+/* One request less is pending; a draining server may now be idle. */
+static void
+request_gone(gw_http *srv)
+{
+	if (--srv->pending == 0 && srv->draining && srv->idle != NULL) {
+		void (*idle)(void *) = srv->idle;
+		srv->idle = NULL;
+		idle(srv->idle_arg);
+	}
+}
+
+/* The connection closed while a reply was being written to it (a client
+ * that went away): that reply will never complete. */
+static void
+on_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	(void) evcon;
+	request_gone(arg);
+}
+
+/* evhttp wrote the whole reply. */
+static void
+on_sent(struct evhttp_request *req, void *arg)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	if (evcon != NULL) {
+		evhttp_connection_set_closecb(evcon, NULL, NULL);
+	}
+	request_gone(arg);
+}
+
+/* Sends the reply (headers and whatever is in the output buffer), writes
+ * the access line and frees h. The request stops counting as pending once
+ * its reply is written out, so that a drain does not cut it off. */
+static void
+finish(hreq *h, int status)
+{
+	gw_http *srv = h->srv;
+	int      gone = evhttp_request_get_connection(h->req) == NULL;
+
+	if (srv->draining) {
+		add_header(h, "Connection", "close");
+	}
+	if (!gone) {
+		/* evhttp handles one request per connection at a time, so
+		 * exactly one of these two ends this request. */
+		evhttp_request_set_on_complete_cb(h->req, on_sent, srv);
+		evhttp_connection_set_closecb(
+		    evhttp_request_get_connection(h->req), on_conn_closed,
+		    srv);
+	}
+	evhttp_send_reply(h->req, status, NULL, NULL);
+	CM_INFO("GW-ACCESS", h->reqid,
+	    "method=%s path=%s status=%d ms=%.3f cache=%s replica=%s "
+	    "retries=%d%s",
+	    gw_method_name(h->method), h->path, status,
+	    (double) (cm_mono_us() - h->t0_us) / 1000.0, h->cache, h->replica,
+	    h->retries, gone ? " client=gone" : "");
+	free(h);
+	if (gone) {
+		request_gone(srv); /* evhttp freed it without writing */
+	}
+}
+
+/* Replies with body b of type ctype; HEAD gets the headers only, with the
+ * Content-Length the body would have had. */
+static void
+reply_body(hreq *h, int status, const char *ctype, const gw_buf *b)
+{
+	add_header(h, "Content-Type", ctype);
+	if (h->method == GW_M_HEAD) {
+		char len[24];
+		snprintf(len, sizeof(len), "%zu", b->len);
+		add_header(h, "Content-Length", len);
+	} else if (evbuffer_add(evhttp_request_get_output_buffer(h->req),
+	               b->data, b->len) != 0) {
+		CM_ERROR("GW-HTTP-NOMEM", h->reqid, "cannot buffer the reply");
+		status = 500;
+	}
+	finish(h, status);
+}
+
+static void
+send_problem(hreq *h, int status, const char *detail)
+{
+	gw_buf b;
+
+	gw_buf_init(&b);
+	if (gw_json_problem(&b, status, detail, h->reqid) != CM_OK) {
+		CM_ERROR("GW-HTTP-NOMEM", h->reqid, "cannot build a problem");
+		finish(h, 500);
+	} else {
+		reply_body(h, status, "application/problem+json", &b);
+	}
+	gw_buf_fini(&b);
+}
+
+/* Sends one JSON document built by the caller into b, or a 500. */
+static void
+send_json(hreq *h, int status, gw_buf *b)
+{
+	if (b->err != CM_OK) {
+		CM_ERROR("GW-HTTP-NOMEM", h->reqid, "cannot build the reply");
+		send_problem(h, 500, "out of memory");
+	} else {
+		reply_body(h, status, "application/json", b);
+	}
+	gw_buf_fini(b);
+}
+
+static void
+set_etag(hreq *h, int32_t version)
+{
+	char etag[16];
+	snprintf(etag, sizeof(etag), "\"%d\"", (int) version);
+	add_header(h, "ETag", etag);
+}
+
+/* A replica answered with a status other than the route's success. */
+static void
+answer_status(hreq *h, const Catalog__Response *r)
+{
+	int         st = gw_http_status_of(r->status);
+	const char *detail =
+	    r->detail != NULL && r->detail[0] != '\0' ? r->detail : NULL;
+
+	if (st < 400) {
+		/* e.g. CREATED to a GET: not a reply to this request */
+		CM_ERROR("GW-RPC-BADSTATUS", h->reqid,
+		    "replica=%s answered status %d to route %d", h->replica,
+		    (int) r->status, (int) h->route.id);
+		send_problem(h, 502,
+		    "the product service sent an unexpected "
+		    "reply");
+		return;
+	}
+	if (st == 503) {
+		char ra[16];
+		snprintf(ra, sizeof(ra), "%d",
+		    r->retry_after_s > 0 ? (int) r->retry_after_s : 1);
+		add_header(h, "Retry-After", ra);
+	}
+	if (st == 500) {
+		char d[128];
+		sanitize(d, sizeof(d) - 4, detail);
+		CM_ERROR("GW-REPLICA-INTERNAL", h->reqid,
+		    "replica=%s detail=%s", h->replica, d);
+		detail = "the product service failed";
+	}
+	if (detail == NULL && st == 404) {
+		detail = "no such product";
+	}
+	send_problem(h, st, detail);
+}
+
+static void
+answer_product(hreq *h, const Catalog__Response *r)
+{
+	gw_buf  b;
+	int32_t v;
+
+	switch (r->status) {
+	case CATALOG__STATUS__STATUS_OK:
+		if (r->product == NULL) {
+			CM_ERROR("GW-RPC-BADREPLY", h->reqid,
+			    "replica=%s answered OK without a product",
+			    h->replica);
+			send_problem(h, 502,
+			    "the product service sent a "
+			    "malformed reply");
+			return;
+		}
+		set_etag(h, r->product->version);
+		if (gw_inm_match(&h->inm, r->product->version)) {
+			finish(h, 304);
+			return;
+		}
+		gw_buf_init(&b);
+		gw_json_product(&b, r->product);
+		send_json(h, 200, &b);
+		return;
+	case CATALOG__STATUS__STATUS_NOT_MODIFIED:
+		v = r->product != NULL ? r->product->version
+		                       : gw_inm_hint(&h->inm);
+		if (v > 0) {
+			set_etag(h, v);
+		}
+		finish(h, 304);
+		return;
+	default:
+		answer_status(h, r);
+	}
+}
+
+static void
+answer_list(hreq *h, const Catalog__Response *r)
+{
+	gw_buf b;
+
+	if (r->status != CATALOG__STATUS__STATUS_OK) {
+		answer_status(h, r);
+		return;
+	}
+	gw_buf_init(&b);
+	gw_json_list(&b, r->items, r->n_items, r->next_after);
+	send_json(h, 200, &b);
+}
+
+static void
+answer_ready(hreq *h, const Catalog__Response *r)
+{
+	gw_buf b;
+	char   detail[128];
+
+	if (r->status != CATALOG__STATUS__STATUS_OK) {
+		snprintf(detail, sizeof(detail), "replica %s is not ready: %s",
+		    h->replica, r->detail != NULL ? r->detail : "");
+		send_problem(h, 503, detail);
+		return;
+	}
+	gw_buf_init(&b);
+	gw_json_status(&b, "ready");
+	send_json(h, 200, &b);
+}
+
+static const char *
+cache_name(Catalog__CacheOutcome c)
+{
+	switch (c) {
+	case CATALOG__CACHE_OUTCOME__CACHE_HIT:
+		return "HIT";
+	case CATALOG__CACHE_OUTCOME__CACHE_MISS:
+		return "MISS";
+	case CATALOG__CACHE_OUTCOME__CACHE_BYPASS:
+		return "BYPASS";
+	default:
+		return NULL;
+	}
+}
+
+/* The RPC layer's callback, on this loop's thread. */
+static void
+on_rpc(const gw_rpc_res *res, void *arg)
+{
+	hreq              *h = arg;
+	const char        *cache;
+	const char        *name;
+	static const char *no_replica = "no product replica answered";
+
+	h->retries = res->retries;
+	name = res->resp != NULL && res->resp->replica != NULL &&
+	        res->resp->replica[0] != '\0'
+	    ? res->resp->replica
+	    : res->upstream;
+	sanitize(h->replica, LOG_NAME_MAX, name);
+	if (res->err != CM_OK) {
+		if (h->route.id == GW_ROUTE_READYZ) {
+			send_problem(h, 503, no_replica);
+		} else if (res->err == CM_ETIMEDOUT) {
+			send_problem(h, 504,
+			    "the product service did not answer in time");
+		} else if (res->err == CM_EPROTO) {
+			send_problem(h, 502,
+			    "the product service sent a malformed reply");
+		} else {
+			send_problem(
+			    h, 502, "no product replica could be reached");
+		}
+		return;
+	}
+	if ((cache = cache_name(res->resp->cache)) != NULL) {
+		h->cache = cache;
+		add_header(h, "X-Cache", cache);
+	}
+	switch (h->route.id) {
+	case GW_ROUTE_READYZ:
+		answer_ready(h, res->resp);
+		break;
+	case GW_ROUTE_PRODUCT_GET:
+		answer_product(h, res->resp);
+		break;
+	case GW_ROUTE_PRODUCT_LIST:
+		answer_list(h, res->resp);
+		break;
+	default:
+		send_problem(h, 500, "unexpected route");
+		break;
+	}
+}
+
+static void
+start_rpc(hreq *h, Catalog__Method m, int timeout_ms)
+{
+	gw_rpc_req r = {0};
+	int        rv;
+
+	r.method = m;
+	r.request_id = h->reqid;
+	r.timeout_ms = timeout_ms;
+	r.id = h->route.product_id;
+	r.limit = h->route.limit;
+	r.after = h->route.after;
+	r.if_none_match_version = gw_inm_hint(&h->inm);
+	if ((rv = gw_rpc_call(h->srv->rpc, &r, on_rpc, h)) != CM_OK) {
+		CM_ERROR("GW-RPC-START", h->reqid, "cannot start an RPC: %s",
+		    cm_strerror(rv));
+		send_problem(h, 503, "the gateway cannot send requests now");
+	}
+}
+
+static void
+read_inm(hreq *h)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(h->req);
+	for (struct evkeyval *kv = in->tqh_first; kv != NULL;
+	     kv = kv->next.tqe_next) {
+		if (strcasecmp(kv->key, "If-None-Match") == 0) {
+			gw_inm_parse(kv->value, &h->inm);
+		}
+	}
+}
+
+/* Routes the decoded path; returns 0, or -1 after replying with an error. */
+static int
+route(hreq *h)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(h->req);
+	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	char       *dec;
+	size_t      dlen = 0;
+
+	if (path == NULL || path[0] == '\0') {
+		path = "/";
+	}
+	if ((dec = evhttp_uridecode(path, 0, &dlen)) == NULL) {
+		send_problem(h, 500, "out of memory");
+		return -1;
+	}
+	if (strlen(dec) != dlen) {
+		free(dec);
+		send_problem(h, 400, "the path contains a NUL byte");
+		return -1;
+	}
+	gw_route_match(h->method, dec,
+	    uri != NULL ? evhttp_uri_get_query(uri) : NULL, &h->route);
+	free(dec);
+	if (h->route.status != 0) {
+		if (h->route.status == 405) {
+			add_header(h, "Allow", h->route.allow);
+		}
+		send_problem(h, h->route.status, h->route.detail);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+on_request(struct evhttp_request *req, void *arg)
+{
+	gw_http    *srv = arg;
+	hreq       *h;
+	const char *rid;
+	gw_buf      b;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	srv->pending++;
+	h->srv = srv;
+	h->req = req;
+	h->t0_us = cm_mono_us();
+	h->cache = "-";
+	h->method = method_of(evhttp_request_get_command(req));
+	strcpy(h->replica, "-");
+	sanitize(h->path, LOG_PATH_MAX, evhttp_request_get_uri(req));
+	rid = evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "X-Request-Id");
+	if (cm_reqid_ok(rid)) {
+		snprintf(h->reqid, sizeof(h->reqid), "%s", rid);
+	} else {
+		cm_reqid_new(h->reqid);
+	}
+	add_header(h, "X-Request-Id", h->reqid);
+
+	if (route(h) != 0) {
+		return;
+	}
+	switch (h->route.id) {
+	case GW_ROUTE_HEALTHZ:
+		gw_buf_init(&b);
+		gw_json_status(&b, "ok");
+		send_json(h, 200, &b);
+		break;
+	case GW_ROUTE_READYZ:
+		start_rpc(
+		    h, CATALOG__METHOD__METHOD_PING, GW_READY_TIMEOUT_MS);
+		break;
+	case GW_ROUTE_PRODUCT_GET:
+		read_inm(h);
+		start_rpc(
+		    h, CATALOG__METHOD__METHOD_GET_PRODUCT, srv->timeout_ms);
+		break;
+	case GW_ROUTE_PRODUCT_LIST:
+		start_rpc(
+		    h, CATALOG__METHOD__METHOD_LIST_PRODUCTS, srv->timeout_ms);
+		break;
+	default:
+		send_problem(h, 500, "unexpected route");
+		break;
+	}
+}
+
+/* ---- lifecycle ---- */
+
+int
+gw_http_new(gw_http **out, struct event_base *base, int fd, gw_rpc *rpc,
+    int timeout_ms, size_t max_body)
+{
+	gw_http *srv;
+
+	if ((srv = calloc(1, sizeof(*srv))) == NULL) {
+		close(fd);
+		return CM_ENOMEM;
+	}
+	srv->base = base;
+	srv->rpc = rpc;
+	srv->timeout_ms = timeout_ms;
+	if ((srv->http = evhttp_new(base)) == NULL) {
+		close(fd);
+		free(srv);
+		return CM_ENOMEM;
+	}
+	/* Accept every method we route, so that we answer 405 ourselves. */
+	evhttp_set_allowed_methods(srv->http,
+	    EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+	        EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE |
+	        EVHTTP_REQ_OPTIONS);
+	evhttp_set_max_body_size(srv->http, (ev_ssize_t) max_body);
+	evhttp_set_max_headers_size(srv->http, GW_HTTP_MAX_HEADERS);
+	evhttp_set_timeout(srv->http, GW_HTTP_IDLE_TIMEOUT);
+	evhttp_set_gencb(srv->http, on_request, srv);
+	if ((srv->listener =
+	            evhttp_accept_socket_with_handle(srv->http, fd)) == NULL) {
+		close(fd);
+		gw_http_free(srv);
+		return CM_ENOMEM;
+	}
+	*out = srv;
+	return CM_OK;
+}
+
+void
+gw_http_drain(gw_http *srv, void (*idle)(void *), void *arg)
+{
+	if (srv->listener != NULL) {
+		evhttp_del_accept_socket(srv->http, srv->listener);
+		srv->listener = NULL;
+	}
+	srv->draining = 1;
+	if (srv->pending == 0) {
+		idle(arg);
+		return;
+	}
+	srv->idle = idle;
+	srv->idle_arg = arg;
+}
+
+void
+gw_http_free(gw_http *srv)
+{
+	if (srv == NULL) {
+		return;
+	}
+	evhttp_free(srv->http);
+	free(srv);
+}

@@ -1,0 +1,191 @@
+/* ps.h - private header of the product service: its settings, its worker
+ * loops and the interfaces between its files.
+ *
+ * Each file keeps one outside library behind it: ps_cache.c speaks hiredis,
+ * ps_db.c speaks libpq, ps_rpc.c speaks NNG, ps_worker.c owns the libevent
+ * loop and its thread. ps_product.c holds the cache-aside logic and calls
+ * only the ps_ interfaces below, so a test can fake any edge of it.
+ */
+#ifndef PS_H
+#define PS_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog.pb-c.h"
+
+struct event_base;
+struct event;
+
+#define PS_CTX_PER_THREAD 32   /* NNG contexts each worker owns */
+#define PS_MAX_BATCH      1024 /* requests in one Batch */
+#define PS_LIST_DEFAULT   20
+#define PS_LIST_MAX       100
+#define PS_BACKOFF_MIN_MS 100   /* reconnect back-off, doubling ... */
+#define PS_BACKOFF_MAX_MS 2000  /* ... up to this */
+#define PS_DB_QUEUE_MAX   10000 /* queries waiting for a connection */
+
+/* REDIS_URL, parsed: redis://[[user]:password@]host[:port][/db] */
+typedef struct ps_redis_url {
+	char host[256];
+	int  port;
+	char user[128];
+	char pass[256];
+	int  db;
+} ps_redis_url;
+
+/* Settings, filled from the environment by the table in ps_main.c. */
+typedef struct ps_config {
+	const char  *listen;
+	const char  *database_url;
+	const char  *redis_url;
+	long long    cache_ttl;    /* seconds, positive entries */
+	long long    negative_ttl; /* seconds, negative entries */
+	long long    threads;
+	long long    db_conns; /* per thread */
+	long long    redis_timeout_ms;
+	const char  *name; /* Response.replica */
+	const char  *log_level;
+	long long    fill_delay_ms; /* test hook PS_TEST_FILL_DELAY_MS */
+	ps_redis_url redis;         /* redis_url, parsed */
+} ps_config;
+
+typedef struct ps_cache ps_cache;
+typedef struct ps_db    ps_db;
+typedef struct ps_rpc   ps_rpc;
+typedef struct ps_timer ps_timer;
+
+/* ---- ps_flight.c: single-flight table (id -> requests waiting) ---- */
+
+/* A waiter is embedded in the caller's request state; the table links
+ * waiters through it and never allocates or frees them. */
+typedef struct ps_waiter {
+	struct ps_waiter *next;
+} ps_waiter;
+
+typedef struct ps_flight ps_flight;
+
+typedef struct ps_flights {
+	ps_flight **buckets;
+	size_t      nbuckets; /* a power of two */
+	size_t      count;
+} ps_flights;
+
+int  ps_flights_init(ps_flights *t);
+void ps_flights_fini(ps_flights *t);
+int  ps_flights_join(ps_flights *t, int64_t id, ps_waiter *w, int *leader);
+ps_waiter *ps_flights_take(ps_flights *t, int64_t id);
+size_t     ps_flights_count(const ps_flights *t);
+
+/* ---- ps_worker.c: one thread, one event loop ---- */
+
+/* A node handed to a worker from another thread (ps_worker_post). */
+typedef struct ps_post {
+	struct ps_post *next;
+	void (*fn)(struct ps_post *p); /* runs on the worker's loop */
+} ps_post;
+
+typedef struct ps_worker {
+	int                index;
+	const ps_config   *cfg;
+	struct event_base *base;
+	struct event      *wake; /* activated by ps_worker_post */
+	pthread_mutex_t    mtx;  /* guards inbox */
+	ps_post           *inbox_head;
+	ps_post          **inbox_tail;
+	pthread_t          thread;
+	int                started;
+	ps_cache          *cache;
+	ps_db             *db;
+	ps_flights         flights;
+	ps_timer          *timers; /* pending one-shot timers */
+	uint64_t           rng;
+	int                stop;     /* asked to stop; guarded by mtx */
+	int                stopping; /* set once the loop has ended */
+} ps_worker;
+
+int  ps_worker_new(const ps_config *cfg, int index, ps_worker **out);
+int  ps_worker_start(ps_worker *w);
+void ps_worker_stop(ps_worker *w);
+void ps_worker_join(ps_worker *w);
+void ps_worker_free(ps_worker *w);
+void ps_worker_post(ps_worker *w, ps_post *p);
+int ps_worker_after(ps_worker *w, long long ms, void (*fn)(void *), void *arg);
+uint64_t ps_worker_rand(ps_worker *w);
+
+/* ---- ps_rpc.c: the NNG rep0 socket and its contexts ---- */
+
+int  ps_rpc_open(const char *url, ps_rpc **out);
+int  ps_rpc_attach(ps_rpc *rpc, ps_worker *w, int nctx);
+void ps_rpc_close(ps_rpc *rpc);
+void ps_rpc_free(ps_rpc *rpc);
+
+/* ---- ps_product.c: answers one request ---- */
+
+typedef void (*ps_done_fn)(void *arg);
+void ps_product_handle(ps_worker *w, const Catalog__Request *rq,
+    Catalog__Response *rsp, ps_done_fn done, void *arg);
+
+/* ---- ps_msg.c: protobuf messages the service builds ---- */
+
+Catalog__Response *ps_msg_response_new(uint32_t tag, const char *replica);
+void               ps_msg_response_free(Catalog__Response *r);
+int                ps_msg_set_detail(Catalog__Response *r, const char *s);
+Catalog__Product  *ps_msg_product_new(void);
+Catalog__Product  *ps_msg_product_dup(const Catalog__Product *p);
+void               ps_msg_product_free(Catalog__Product *p);
+char              *ps_msg_strdup(const char *s, size_t len);
+
+/* ---- ps_entry.c: cache entry format and TTLs ---- */
+
+#define PS_ENTRY_NEGATIVE     "N"
+#define PS_ENTRY_NEGATIVE_LEN 1
+
+int ps_entry_encode(const Catalog__Product *p, uint8_t **out, size_t *len);
+int ps_entry_decode(
+    const uint8_t *data, size_t len, Catalog__Product **out, int *version);
+long long ps_entry_ttl_ms(long long ttl_s, uint64_t rnd);
+uint64_t  ps_rand_next(uint64_t *state);
+
+/* ---- ps_cache.c: Redis (hiredis async) ---- */
+
+/* rv: CM_OK with data (a hit, valid only during the call) or data NULL
+ * (no entry); CM_EUNAVAIL when Redis failed or timed out. */
+typedef void (*ps_cache_get_fn)(
+    void *arg, int rv, const uint8_t *data, size_t len);
+/* rv: CM_OK with stored 1 (written) or 0 (refused by the fence rules). */
+typedef void (*ps_cache_fill_fn)(void *arg, int rv, int stored);
+
+int  ps_cache_url_parse(const char *url, ps_redis_url *out);
+int  ps_cache_new(struct event_base *base, const ps_redis_url *url,
+     int timeout_ms, ps_cache **out);
+void ps_cache_free(ps_cache *c);
+int  ps_cache_get(ps_cache *c, int64_t id, ps_cache_get_fn cb, void *arg);
+int  ps_cache_fill(ps_cache *c, int64_t id, int version, const uint8_t *val,
+     size_t len, long long ttl_ms, ps_cache_fill_fn cb, void *arg);
+extern const char ps_cache_fill_lua[];
+
+/* ---- ps_db.c: PostgreSQL (non-blocking libpq) ---- */
+
+/* rv CM_OK with p (the caller takes ownership) or p NULL (no such row);
+ * CM_EUNAVAIL (connection lost) or CM_EINTERNAL (query failed). */
+typedef void (*ps_db_product_fn)(void *arg, int rv, Catalog__Product *p);
+/* rv as above; the callee takes ownership of items and each item. */
+typedef void (*ps_db_list_fn)(
+    void *arg, int rv, Catalog__Product **items, size_t n);
+
+int ps_db_new(
+    struct event_base *base, const char *conninfo, int nconns, ps_db **out);
+void ps_db_free(ps_db *db);
+int  ps_db_get_product(ps_db *db, int64_t id, ps_db_product_fn cb, void *arg);
+int  ps_db_list_products(
+     ps_db *db, int64_t after, int limit, ps_db_list_fn cb, void *arg);
+
+/* ---- ps_migrate.c: schema (blocking, admin and startup only) ---- */
+
+int ps_migrate_run(const char *url);
+int ps_migrate_version(const char *url, int *have);
+int ps_migrate_latest(void);
+
+#endif /* PS_H */

@@ -1,0 +1,730 @@
+/* ps_db.c - the worker's PostgreSQL connections: non-blocking libpq on the
+ * worker's libevent loop, prepared statements, and a FIFO of queries that
+ * wait for a free connection.
+ *
+ * Each connection connects with PQconnectStart/PQconnectPoll driven by
+ * socket events, prepares every statement (one at a time: without pipeline
+ * mode libpq runs one command per connection), then serves one query at a
+ * time. A lost connection fails its query with CM_EUNAVAIL and reconnects
+ * after a back-off. Callbacks never run inside the call that submitted the
+ * query: the queue is served from an event.
+ */
+#include <event2/event.h>
+#include <postgresql/libpq-fe.h> /* Makefile has no -I for libpq */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm.h"
+#include "cm_log.h"
+#include "ps.h"
+
+#define CONNECT_TIMEOUT_MS 5000
+
+#define PRODUCT_COLS                                                        \
+	"SELECT id, sku, name, description, price_cents, currency, stock, " \
+	"version, (extract(epoch from created_at)*1000000)::bigint, "       \
+	"(extract(epoch from updated_at)*1000000)::bigint FROM products "
+
+/* Statements prepared on every connection; the write issue adds its own. */
+typedef struct stmt {
+	const char *name;
+	const char *sql;
+	int         nparams;
+} stmt;
+
+enum { STMT_GET_PRODUCT, STMT_LIST_PRODUCTS, STMT_COUNT };
+
+static const stmt stmts[STMT_COUNT] = {
+    [STMT_GET_PRODUCT] = {"get_product", PRODUCT_COLS "WHERE id = $1", 1},
+    [STMT_LIST_PRODUCTS] = {"list_products",
+        PRODUCT_COLS "WHERE id > $1 ORDER BY id LIMIT $2", 2},
+};
+
+#define MAX_PARAMS 2
+
+typedef struct query query;
+struct query {
+	query *next;
+	int    stmt;
+	int    nparams;
+	char   params[MAX_PARAMS][24];
+	/* Decodes res (NULL unless rv is CM_OK) and calls the user's cb. */
+	void (*finish)(query *q, int rv, const PGresult *res);
+	union {
+		ps_db_product_fn product;
+		ps_db_list_fn    list;
+	} cb;
+	void *arg;
+};
+
+enum { ST_DOWN, ST_CONNECTING, ST_PREPARING, ST_IDLE, ST_BUSY };
+
+typedef struct conn {
+	ps_db        *db;
+	int           idx;
+	int           state;
+	int           initial; /* first connect, not failed yet */
+	int           warned;  /* logged as down since last up */
+	int           flushing;
+	int           backoff_ms;
+	int           prep; /* statement being prepared */
+	PGconn       *pg;
+	struct event *io;    /* socket: connect wait, then persistent read */
+	struct event *wev;   /* socket write-ready while flushing */
+	struct event *timer; /* back-off, or connect timeout */
+	query        *q;     /* in flight */
+	PGresult     *res;   /* first result of the command in flight */
+} conn;
+
+struct ps_db {
+	struct event_base *base;
+	char              *conninfo;
+	conn              *conns;
+	int                nconns;
+	query             *head;
+	query            **tail;
+	size_t             queued;
+	struct event      *pump;
+	int                closing;
+};
+
+static void conn_start(conn *c);
+static void pump(ps_db *db);
+
+/* ---- results ---- */
+
+/* Copies text column col of row into *dst. Returns CM_OK or CM_ENOMEM. */
+static int
+text_col(const PGresult *res, int row, int col, char **dst)
+{
+	char *v = ps_msg_strdup(
+	    PQgetvalue(res, row, col), (size_t) PQgetlength(res, row, col));
+	if (v == NULL) {
+		return CM_ENOMEM;
+	}
+	*dst = v;
+	return CM_OK;
+}
+
+static long long
+int_col(const PGresult *res, int row, int col)
+{
+	return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* Decodes one row of PRODUCT_COLS (text format). Returns a Product the
+ * caller frees with ps_msg_product_free(), or NULL when out of memory. */
+static Catalog__Product *
+row_product(const PGresult *res, int row)
+{
+	Catalog__Product *p = ps_msg_product_new();
+
+	if (p == NULL) {
+		return NULL;
+	}
+	if (text_col(res, row, 1, &p->sku) != CM_OK ||
+	    text_col(res, row, 2, &p->name) != CM_OK ||
+	    text_col(res, row, 3, &p->description) != CM_OK ||
+	    text_col(res, row, 5, &p->currency) != CM_OK) {
+		ps_msg_product_free(p);
+		return NULL;
+	}
+	p->id = int_col(res, row, 0);
+	p->price_cents = int_col(res, row, 4);
+	p->stock = (int32_t) int_col(res, row, 6);
+	p->version = (int32_t) int_col(res, row, 7);
+	p->created_at_us = int_col(res, row, 8);
+	p->updated_at_us = int_col(res, row, 9);
+	return p;
+}
+
+static void
+finish_product(query *q, int rv, const PGresult *res)
+{
+	Catalog__Product *p = NULL;
+
+	if (rv == CM_OK && PQntuples(res) > 0 &&
+	    (p = row_product(res, 0)) == NULL) {
+		rv = CM_EINTERNAL;
+	}
+	q->cb.product(q->arg, rv, p);
+}
+
+static void
+finish_list(query *q, int rv, const PGresult *res)
+{
+	Catalog__Product **items = NULL;
+	size_t             n = 0;
+
+	if (rv == CM_OK) {
+		size_t rows = (size_t) PQntuples(res);
+		if ((items = calloc(rows > 0 ? rows : 1, sizeof(*items))) ==
+		    NULL) {
+			rv = CM_EINTERNAL;
+		}
+		for (; rv == CM_OK && n < rows; n++) {
+			if ((items[n] = row_product(res, (int) n)) == NULL) {
+				rv = CM_EINTERNAL;
+			}
+		}
+		if (rv != CM_OK) {
+			for (size_t i = 0; i < n; i++) {
+				ps_msg_product_free(items[i]);
+			}
+			free(items);
+			items = NULL;
+			n = 0;
+		}
+	}
+	q->cb.list(q->arg, rv, items, n);
+}
+
+/* ---- connections ---- */
+
+static int
+can_serve(const conn *c)
+{
+	return c->state == ST_IDLE || c->state == ST_BUSY ||
+	    (c->initial &&
+	        (c->state == ST_CONNECTING || c->state == ST_PREPARING));
+}
+
+static int
+any_can_serve(const ps_db *db)
+{
+	for (int i = 0; i < db->nconns; i++) {
+		if (can_serve(&db->conns[i])) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void
+fail_queue(ps_db *db)
+{
+	while (db->head != NULL) {
+		query *q = db->head;
+		db->head = q->next;
+		if (db->head == NULL) {
+			db->tail = &db->head;
+		}
+		db->queued--;
+		q->finish(q, CM_EUNAVAIL, NULL);
+		free(q);
+	}
+}
+
+static void
+add_ms(struct event *ev, int ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(ev, &tv);
+}
+
+static void
+free_events(conn *c)
+{
+	if (c->io != NULL) {
+		event_free(c->io);
+		c->io = NULL;
+	}
+	if (c->wev != NULL) {
+		event_free(c->wev);
+		c->wev = NULL;
+	}
+	c->flushing = 0;
+}
+
+/* Copies a libpq message into buf as one line: libpq's messages span
+ * lines and end with a newline; a log line must not. */
+static const char *
+oneline(const char *msg, char *buf, size_t len)
+{
+	size_t n;
+
+	snprintf(buf, len, "%s", msg != NULL ? msg : "?");
+	for (n = 0; buf[n] != '\0'; n++) {
+		if (buf[n] == '\n' || buf[n] == '\t') {
+			buf[n] = ' ';
+		}
+	}
+	while (n > 0 && buf[n - 1] == ' ') {
+		buf[--n] = '\0';
+	}
+	return buf;
+}
+
+/* Closes c and fails its query; reconnects after the back-off unless the
+ * pool is closing. When no connection can serve any more, every queued
+ * query fails too: callers should not wait for a database that is down. */
+static void
+conn_down(conn *c, const char *why)
+{
+	ps_db *db = c->db;
+	query *q = c->q;
+	char   msg[256];
+
+	oneline(why, msg, sizeof(msg));
+	if (!db->closing) {
+		if (!c->warned) {
+			CM_WARN(
+			    "PS-DB-DOWN", NULL, "db conn %d: %s", c->idx, msg);
+			c->warned = 1;
+		} else {
+			CM_DEBUG("PS-DB-RETRY", NULL, "db conn %d: %s", c->idx,
+			    msg);
+		}
+	}
+	free_events(c);
+	if (c->timer != NULL) {
+		evtimer_del(c->timer);
+	}
+	if (c->res != NULL) {
+		PQclear(c->res);
+		c->res = NULL;
+	}
+	if (c->pg != NULL) {
+		PQfinish(c->pg);
+		c->pg = NULL;
+	}
+	c->q = NULL;
+	c->state = ST_DOWN;
+	c->initial = 0;
+	if (q != NULL) {
+		q->finish(q, CM_EUNAVAIL, NULL);
+		free(q);
+	}
+	if (db->closing) {
+		return;
+	}
+	add_ms(c->timer, c->backoff_ms);
+	c->backoff_ms *= 2;
+	if (c->backoff_ms > PS_BACKOFF_MAX_MS) {
+		c->backoff_ms = PS_BACKOFF_MAX_MS;
+	}
+	if (!any_can_serve(db)) {
+		fail_queue(db);
+	}
+}
+
+/* Sends what libpq has buffered. Returns CM_OK, or CM_EUNAVAIL after it
+ * took the connection down. */
+static int
+flush(conn *c)
+{
+	int r = PQflush(c->pg);
+	if (r < 0) {
+		conn_down(c, PQerrorMessage(c->pg));
+		return CM_EUNAVAIL;
+	}
+	c->flushing = r == 1;
+	if (c->flushing) {
+		event_add(c->wev, NULL);
+	}
+	return CM_OK;
+}
+
+static void
+send_prepare(conn *c)
+{
+	const stmt *s = &stmts[c->prep];
+	if (!PQsendPrepare(c->pg, s->name, s->sql, s->nparams, NULL)) {
+		conn_down(c, PQerrorMessage(c->pg));
+		return;
+	}
+	flush(c);
+}
+
+/* Sends q on idle connection c. On failure q goes back to the head of the
+ * queue and c goes down. */
+static void
+send_query(conn *c, query *q)
+{
+	const char *values[MAX_PARAMS];
+
+	for (int i = 0; i < q->nparams; i++) {
+		values[i] = q->params[i];
+	}
+	if (!PQsendQueryPrepared(c->pg, stmts[q->stmt].name, q->nparams,
+	        values, NULL, NULL, 0)) {
+		q->next = c->db->head;
+		c->db->head = q;
+		if (c->db->tail == &c->db->head) {
+			c->db->tail = &q->next;
+		}
+		c->db->queued++;
+		conn_down(c, PQerrorMessage(c->pg));
+		return;
+	}
+	c->q = q;
+	c->state = ST_BUSY;
+	flush(c);
+}
+
+/* A command finished: every result of it has been read. */
+static void
+command_done(conn *c)
+{
+	PGresult *res = c->res;
+	c->res = NULL;
+
+	if (PQstatus(c->pg) == CONNECTION_BAD) {
+		/* The error result was the connection dying: the query's
+		 * caller gets CM_EUNAVAIL, not an internal error. */
+		PQclear(res);
+		conn_down(c, PQerrorMessage(c->pg));
+		return;
+	}
+	if (c->state == ST_PREPARING) {
+		if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+			char buf[256];
+			CM_ERROR("PS-DB-PREPARE", NULL, "prepare %s: %s",
+			    stmts[c->prep].name,
+			    oneline(
+			        res != NULL ? PQresultErrorMessage(res) : NULL,
+			        buf, sizeof(buf)));
+			PQclear(res);
+			conn_down(c, "prepare failed");
+			return;
+		}
+		PQclear(res);
+		if (++c->prep < STMT_COUNT) {
+			send_prepare(c);
+			return;
+		}
+		c->state = ST_IDLE;
+		c->initial = 0;
+		c->backoff_ms = PS_BACKOFF_MIN_MS;
+		if (c->warned) {
+			CM_INFO(
+			    "PS-DB-UP", NULL, "db conn %d connected", c->idx);
+			c->warned = 0;
+		}
+		pump(c->db);
+		return;
+	}
+	if (c->state == ST_BUSY) {
+		query *q = c->q;
+		int    rv;
+
+		c->q = NULL;
+		c->state = ST_IDLE;
+		if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK) {
+			rv = CM_OK;
+		} else {
+			char buf[256];
+			CM_ERROR("PS-DB-QUERY", NULL, "%s: %s",
+			    stmts[q->stmt].name,
+			    oneline(res != NULL ? PQresultErrorMessage(res)
+			                        : "no result",
+			        buf, sizeof(buf)));
+			rv = CM_EINTERNAL;
+		}
+		q->finish(q, rv, rv == CM_OK ? res : NULL);
+		free(q);
+		PQclear(res);
+		pump(c->db);
+		return;
+	}
+	PQclear(res);
+}
+
+static void
+write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void) fd;
+	(void) what;
+	flush(arg);
+}
+
+static void
+read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn *c = arg;
+
+	(void) fd;
+	(void) what;
+	if (!PQconsumeInput(c->pg) || PQstatus(c->pg) == CONNECTION_BAD) {
+		conn_down(c, PQerrorMessage(c->pg));
+		return;
+	}
+	if (c->flushing && flush(c) != CM_OK) {
+		return;
+	}
+	if (c->state != ST_PREPARING && c->state != ST_BUSY) {
+		/* Idle: nothing expected; drop anything unsolicited. */
+		PGnotify *n;
+		while ((n = PQnotifies(c->pg)) != NULL) {
+			PQfreemem(n);
+		}
+		return;
+	}
+	while (!PQisBusy(c->pg)) {
+		PGresult *r = PQgetResult(c->pg);
+		if (r == NULL) {
+			command_done(c);
+			return;
+		}
+		if (c->res == NULL) {
+			c->res = r;
+		} else {
+			PQclear(r);
+		}
+	}
+}
+
+static void
+connected(conn *c)
+{
+	evutil_socket_t fd = PQsocket(c->pg);
+
+	evtimer_del(c->timer);
+	free_events(c);
+	if (PQsetnonblocking(c->pg, 1) != 0) {
+		conn_down(c, PQerrorMessage(c->pg));
+		return;
+	}
+	c->io = event_new(c->db->base, fd, EV_READ | EV_PERSIST, read_cb, c);
+	c->wev = event_new(c->db->base, fd, EV_WRITE, write_cb, c);
+	if (c->io == NULL || c->wev == NULL) {
+		conn_down(c, "out of memory");
+		return;
+	}
+	event_add(c->io, NULL);
+	c->state = ST_PREPARING;
+	c->prep = 0;
+	send_prepare(c);
+}
+
+static void connect_io_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Waits for the socket as PQconnectPoll asked. The socket may change
+ * between steps (libpq tries each address in turn), so the event is made
+ * afresh each time. */
+static void
+connect_wait(conn *c, PostgresPollingStatusType st)
+{
+	evutil_socket_t fd = PQsocket(c->pg);
+
+	free_events(c);
+	if (fd < 0) {
+		conn_down(c, PQerrorMessage(c->pg));
+		return;
+	}
+	c->io = event_new(c->db->base, fd,
+	    st == PGRES_POLLING_READING ? EV_READ : EV_WRITE, connect_io_cb,
+	    c);
+	if (c->io == NULL) {
+		conn_down(c, "out of memory");
+		return;
+	}
+	event_add(c->io, NULL);
+}
+
+static void
+connect_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn                     *c = arg;
+	PostgresPollingStatusType st;
+
+	(void) fd;
+	(void) what;
+	st = PQconnectPoll(c->pg);
+	switch (st) {
+	case PGRES_POLLING_OK:
+		connected(c);
+		break;
+	case PGRES_POLLING_READING:
+	case PGRES_POLLING_WRITING:
+		connect_wait(c, st);
+		break;
+	default:
+		conn_down(c, PQerrorMessage(c->pg));
+		break;
+	}
+}
+
+/* One timer per connection: in DOWN it ends the back-off, while connecting
+ * it is the connect timeout. */
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn *c = arg;
+
+	(void) fd;
+	(void) what;
+	if (c->state == ST_DOWN) {
+		conn_start(c);
+	} else if (c->state == ST_CONNECTING || c->state == ST_PREPARING) {
+		conn_down(c, "connect timed out");
+	}
+}
+
+static void
+conn_start(conn *c)
+{
+	c->pg = PQconnectStart(c->db->conninfo);
+	if (c->pg == NULL) {
+		conn_down(c, "out of memory");
+		return;
+	}
+	if (PQstatus(c->pg) == CONNECTION_BAD) {
+		conn_down(c, PQerrorMessage(c->pg));
+		return;
+	}
+	c->state = ST_CONNECTING;
+	add_ms(c->timer, CONNECT_TIMEOUT_MS);
+	connect_wait(c, PGRES_POLLING_WRITING);
+}
+
+/* ---- the queue ---- */
+
+static void
+pump(ps_db *db)
+{
+	for (int i = 0; i < db->nconns && db->head != NULL; i++) {
+		conn *c = &db->conns[i];
+		if (c->state == ST_IDLE) {
+			query *q = db->head;
+			db->head = q->next;
+			if (db->head == NULL) {
+				db->tail = &db->head;
+			}
+			db->queued--;
+			send_query(c, q);
+		}
+	}
+}
+
+static void
+pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void) fd;
+	(void) what;
+	pump(arg);
+}
+
+static int
+submit(ps_db *db, query *q)
+{
+	if (db->closing || db->queued >= PS_DB_QUEUE_MAX ||
+	    !any_can_serve(db)) {
+		free(q);
+		return CM_EUNAVAIL;
+	}
+	q->next = NULL;
+	*db->tail = q;
+	db->tail = &q->next;
+	db->queued++;
+	event_active(db->pump, EV_TIMEOUT, 0);
+	return CM_OK;
+}
+
+/* Looks up product id. Returns CM_OK and later calls cb once, never before
+ * returning; or CM_EUNAVAIL (no connection is up) / CM_ENOMEM without
+ * calling it. */
+int
+ps_db_get_product(ps_db *db, int64_t id, ps_db_product_fn cb, void *arg)
+{
+	query *q = calloc(1, sizeof(*q));
+	if (q == NULL) {
+		return CM_ENOMEM;
+	}
+	q->stmt = STMT_GET_PRODUCT;
+	q->nparams = 1;
+	q->finish = finish_product;
+	q->cb.product = cb;
+	q->arg = arg;
+	snprintf(q->params[0], sizeof(q->params[0]), "%lld", (long long) id);
+	return submit(db, q);
+}
+
+/* Lists up to limit products with id > after, by id. Same contract as
+ * ps_db_get_product(); cb owns the items it gets. */
+int
+ps_db_list_products(
+    ps_db *db, int64_t after, int limit, ps_db_list_fn cb, void *arg)
+{
+	query *q = calloc(1, sizeof(*q));
+	if (q == NULL) {
+		return CM_ENOMEM;
+	}
+	q->stmt = STMT_LIST_PRODUCTS;
+	q->nparams = 2;
+	q->finish = finish_list;
+	q->cb.list = cb;
+	q->arg = arg;
+	snprintf(
+	    q->params[0], sizeof(q->params[0]), "%lld", (long long) after);
+	snprintf(q->params[1], sizeof(q->params[1]), "%d", limit);
+	return submit(db, q);
+}
+
+/* Creates a pool of nconns connections to conninfo on base; they connect
+ * in the background. Returns CM_OK with *out (freed with ps_db_free()). */
+int
+ps_db_new(
+    struct event_base *base, const char *conninfo, int nconns, ps_db **out)
+{
+	ps_db *db = calloc(1, sizeof(*db));
+
+	if (db == NULL) {
+		return CM_ENOMEM;
+	}
+	db->base = base;
+	db->tail = &db->head;
+	db->nconns = nconns;
+	db->conninfo = ps_msg_strdup(conninfo, strlen(conninfo));
+	db->conns = calloc((size_t) nconns, sizeof(*db->conns));
+	db->pump = event_new(base, -1, 0, pump_cb, db);
+	if (db->conninfo == NULL || db->conns == NULL || db->pump == NULL) {
+		goto fail;
+	}
+	for (int i = 0; i < nconns; i++) {
+		conn *c = &db->conns[i];
+		c->db = db;
+		c->idx = i;
+		c->initial = 1;
+		c->backoff_ms = PS_BACKOFF_MIN_MS;
+		if ((c->timer = evtimer_new(base, timer_cb, c)) == NULL) {
+			goto fail;
+		}
+	}
+	for (int i = 0; i < nconns; i++) {
+		conn_start(&db->conns[i]);
+	}
+	*out = db;
+	return CM_OK;
+fail:
+	ps_db_free(db);
+	return CM_ENOMEM;
+}
+
+/* Closes every connection. Queries in flight or queued complete with
+ * CM_EUNAVAIL before this returns. Runs on the pool's loop thread. */
+void
+ps_db_free(ps_db *db)
+{
+	if (db == NULL) {
+		return;
+	}
+	db->closing = 1;
+	for (int i = 0; db->conns != NULL && i < db->nconns; i++) {
+		conn *c = &db->conns[i];
+		if (c->db != NULL) {
+			conn_down(c, "closing");
+		}
+		if (c->timer != NULL) {
+			event_free(c->timer);
+		}
+	}
+	fail_queue(db);
+	if (db->pump != NULL) {
+		event_free(db->pump);
+	}
+	free(db->conns);
+	free(db->conninfo);
+	free(db);
+}

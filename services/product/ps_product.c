@@ -1,0 +1,431 @@
+/* ps_product.c - answers one product request: the cache-aside read path,
+ * single-flight database reads, listing, and the status of each outcome.
+ *
+ * This file calls only the ps_ interfaces (ps_cache_*, ps_db_*, ps_worker_*,
+ * ps_flights_*), never hiredis, libpq, NNG or libevent themselves. Every
+ * function here runs on the worker's loop thread.
+ */
+#include <stdlib.h>
+
+#include "cm.h"
+#include "cm_log.h"
+#include "ps.h"
+
+/* One request in progress. The waiter comes first so that a ps_waiter
+ * taken from the flight table is the call itself. */
+typedef struct call {
+	ps_waiter               wait;
+	ps_worker              *w;
+	const Catalog__Request *rq;
+	Catalog__Response      *rsp;
+	ps_done_fn              done;
+	void                   *arg;
+	int                     limit; /* LIST */
+	int64_t                 start_us;
+} call;
+
+/* A cache fill waiting for the test hook's delay. */
+typedef struct fill {
+	ps_worker *w;
+	int64_t    id;
+	int        version;
+	uint8_t   *val;
+	size_t     len;
+	long long  ttl_ms;
+} fill;
+
+static const char *
+method_name(Catalog__Method m)
+{
+	switch (m) {
+	case CATALOG__METHOD__METHOD_PING:
+		return "PING";
+	case CATALOG__METHOD__METHOD_GET_PRODUCT:
+		return "GET";
+	case CATALOG__METHOD__METHOD_LIST_PRODUCTS:
+		return "LIST";
+	case CATALOG__METHOD__METHOD_CREATE_PRODUCT:
+		return "CREATE";
+	case CATALOG__METHOD__METHOD_REPLACE_PRODUCT:
+		return "REPLACE";
+	case CATALOG__METHOD__METHOD_PATCH_PRODUCT:
+		return "PATCH";
+	case CATALOG__METHOD__METHOD_DELETE_PRODUCT:
+		return "DELETE";
+	default:
+		return "UNKNOWN";
+	}
+}
+
+static const char *
+cache_name(Catalog__CacheOutcome c)
+{
+	switch (c) {
+	case CATALOG__CACHE_OUTCOME__CACHE_HIT:
+		return "HIT";
+	case CATALOG__CACHE_OUTCOME__CACHE_MISS:
+		return "MISS";
+	case CATALOG__CACHE_OUTCOME__CACHE_BYPASS:
+		return "BYPASS";
+	default:
+		return "-";
+	}
+}
+
+static void
+set_status(Catalog__Response *rsp, Catalog__Status st, const char *detail)
+{
+	rsp->status = st;
+	if (detail != NULL) {
+		(void) ps_msg_set_detail(rsp, detail);
+	}
+	if (st == CATALOG__STATUS__STATUS_UNAVAILABLE) {
+		rsp->retry_after_s = 1;
+	}
+}
+
+/* Logs the outcome and hands the response back; frees k. The request may
+ * be freed by done(), so nothing reads k->rq afterwards. */
+static void
+finish(call *k)
+{
+	const Catalog__Request *rq = k->rq;
+	Catalog__Response      *rsp = k->rsp;
+
+	CM_DEBUG("PS-REQ", rq->request_id,
+	    "%s id=%lld status=%d cache=%s version=%d %lldus",
+	    method_name(rq->method), (long long) rq->id, (int) rsp->status,
+	    cache_name(rsp->cache),
+	    rsp->product != NULL ? (int) rsp->product->version : 0,
+	    (long long) (cm_mono_us() - k->start_us));
+	k->done(k->arg);
+	free(k);
+}
+
+/* Puts product p (taken) into the response: OK, or NOT_MODIFIED when the
+ * client already holds this version. */
+static void
+answer_product(call *k, Catalog__Product *p)
+{
+	int32_t inm = k->rq->if_none_match_version;
+
+	k->rsp->product = p;
+	k->rsp->status = inm != 0 && inm == p->version
+	    ? CATALOG__STATUS__STATUS_NOT_MODIFIED
+	    : CATALOG__STATUS__STATUS_OK;
+}
+
+static void
+answer_error(call *k, int rv)
+{
+	if (rv == CM_EUNAVAIL) {
+		set_status(k->rsp, CATALOG__STATUS__STATUS_UNAVAILABLE,
+		    "database unavailable");
+	} else {
+		set_status(
+		    k->rsp, CATALOG__STATUS__STATUS_INTERNAL, cm_strerror(rv));
+	}
+}
+
+/* ---- cache fill ---- */
+
+static void
+fill_send(ps_worker *w, int64_t id, int version, const uint8_t *val,
+    size_t len, long long ttl_ms)
+{
+	int rv;
+
+	if (w->stopping) {
+		return;
+	}
+	rv =
+	    ps_cache_fill(w->cache, id, version, val, len, ttl_ms, NULL, NULL);
+	if (rv != CM_OK) {
+		CM_DEBUG("PS-FILL-SKIP", NULL, "product:%lld: %s",
+		    (long long) id, cm_strerror(rv));
+	}
+}
+
+#ifdef CM_TEST_HOOKS
+static void
+fill_later(void *arg)
+{
+	fill *f = arg;
+	fill_send(f->w, f->id, f->version, f->val, f->len, f->ttl_ms);
+	free(f->val);
+	free(f);
+}
+#endif
+
+/* Fills product:{id} with p, or with a negative entry when p is NULL. */
+static void
+start_fill(ps_worker *w, int64_t id, const Catalog__Product *p)
+{
+	uint8_t  *val;
+	size_t    len;
+	long long ttl_ms;
+	int       version = p != NULL ? (int) p->version : 0;
+
+	if (ps_entry_encode(p, &val, &len) != CM_OK) {
+		return;
+	}
+	ttl_ms = p != NULL
+	    ? ps_entry_ttl_ms(w->cfg->cache_ttl, ps_worker_rand(w))
+	    : w->cfg->negative_ttl * 1000;
+#ifdef CM_TEST_HOOKS
+	if (w->cfg->fill_delay_ms > 0) {
+		fill *f = malloc(sizeof(*f));
+		if (f != NULL) {
+			*f = (fill) {w, id, version, val, len, ttl_ms};
+			if (ps_worker_after(w, w->cfg->fill_delay_ms,
+			        fill_later, f) == CM_OK) {
+				return;
+			}
+			free(f);
+		}
+	}
+#endif
+	fill_send(w, id, version, val, len, ttl_ms);
+	free(val);
+}
+
+/* ---- GET ---- */
+
+/* The database answered the flight for the leader's id: answer every
+ * waiter, then fill the cache once if any waiter had missed it (a bypass
+ * means Redis is unusable right now). Takes ownership of p. */
+static void
+on_db_product(void *arg, int rv, Catalog__Product *p)
+{
+	call      *lead = arg;
+	ps_worker *w = lead->w;
+	int64_t    id = lead->rq->id;
+	ps_waiter *wt = ps_flights_take(&w->flights, id);
+	int        miss = 0, n = 0;
+
+	while (wt != NULL) {
+		call *k = (call *) wt;
+		wt = wt->next;
+		n++;
+		if (k->rsp->cache == CATALOG__CACHE_OUTCOME__CACHE_MISS) {
+			miss = 1;
+		}
+		if (rv != CM_OK) {
+			answer_error(k, rv);
+		} else if (p == NULL) {
+			set_status(k->rsp, CATALOG__STATUS__STATUS_NOT_FOUND,
+			    "no such product");
+		} else {
+			Catalog__Product *d = ps_msg_product_dup(p);
+			if (d != NULL) {
+				answer_product(k, d);
+			} else {
+				answer_error(k, CM_ENOMEM);
+			}
+		}
+		finish(k);
+	}
+	if (n > 1) {
+		CM_DEBUG("PS-FLIGHT", NULL, "product %lld: one read for %d",
+		    (long long) id, n);
+	}
+	if (rv == CM_OK && miss) {
+		start_fill(w, id, p);
+	}
+	ps_msg_product_free(p);
+}
+
+/* Reads the product from PostgreSQL, sharing the read with every request
+ * for the same id already waiting on this thread. */
+static void
+read_db(call *k, Catalog__CacheOutcome outcome)
+{
+	ps_worker *w = k->w;
+	int        leader, rv;
+
+	k->rsp->cache = outcome;
+	if (w->stopping) {
+		answer_error(k, CM_EUNAVAIL);
+		finish(k);
+		return;
+	}
+	if (ps_flights_join(&w->flights, k->rq->id, &k->wait, &leader) !=
+	    CM_OK) {
+		answer_error(k, CM_ENOMEM);
+		finish(k);
+		return;
+	}
+	if (!leader) {
+		return;
+	}
+	if ((rv = ps_db_get_product(w->db, k->rq->id, on_db_product, k)) !=
+	    CM_OK) {
+		on_db_product(k, rv, NULL);
+	}
+}
+
+static void
+on_cache_get(void *arg, int rv, const uint8_t *data, size_t len)
+{
+	call             *k = arg;
+	Catalog__Product *p = NULL;
+	int               version;
+
+	if (rv != CM_OK) {
+		read_db(k, CATALOG__CACHE_OUTCOME__CACHE_BYPASS);
+		return;
+	}
+	if (data == NULL) {
+		read_db(k, CATALOG__CACHE_OUTCOME__CACHE_MISS);
+		return;
+	}
+	rv = ps_entry_decode(data, len, &p, &version);
+	if (rv == CM_ENOTFOUND) {
+		k->rsp->cache = CATALOG__CACHE_OUTCOME__CACHE_HIT;
+		set_status(k->rsp, CATALOG__STATUS__STATUS_NOT_FOUND,
+		    "no such product");
+		finish(k);
+		return;
+	}
+	if (rv != CM_OK || p->id != k->rq->id) {
+		CM_WARN("PS-CACHE-BAD", k->rq->request_id,
+		    "product:%lld holds a malformed entry (%zu bytes)",
+		    (long long) k->rq->id, len);
+		ps_msg_product_free(p);
+		read_db(k, CATALOG__CACHE_OUTCOME__CACHE_MISS);
+		return;
+	}
+	k->rsp->cache = CATALOG__CACHE_OUTCOME__CACHE_HIT;
+	answer_product(k, p);
+	finish(k);
+}
+
+static void
+get_product(call *k)
+{
+	if (k->rq->id <= 0) {
+		set_status(k->rsp, CATALOG__STATUS__STATUS_INVALID,
+		    "id must be a positive integer");
+		finish(k);
+		return;
+	}
+	if (ps_cache_get(k->w->cache, k->rq->id, on_cache_get, k) != CM_OK) {
+		read_db(k, CATALOG__CACHE_OUTCOME__CACHE_BYPASS);
+	}
+}
+
+/* ---- LIST ---- */
+
+/* Keeps the first limit rows; one row more means another page exists.
+ * Takes ownership of items. */
+static void
+on_db_list(void *arg, int rv, Catalog__Product **items, size_t n)
+{
+	call  *k = arg;
+	size_t limit = (size_t) k->limit;
+
+	if (rv != CM_OK) {
+		answer_error(k, rv);
+		finish(k);
+		return;
+	}
+	if (n > limit) {
+		for (size_t i = limit; i < n; i++) {
+			ps_msg_product_free(items[i]);
+		}
+		n = limit;
+		k->rsp->next_after = items[limit - 1]->id;
+	}
+	if (n == 0) {
+		free(items);
+		items = NULL;
+	}
+	k->rsp->items = items;
+	k->rsp->n_items = n;
+	k->rsp->status = CATALOG__STATUS__STATUS_OK;
+	finish(k);
+}
+
+static void
+list_products(call *k)
+{
+	int limit = k->rq->limit == 0 ? PS_LIST_DEFAULT : k->rq->limit;
+	int rv;
+
+	if (limit < 1 || limit > PS_LIST_MAX) {
+		set_status(k->rsp, CATALOG__STATUS__STATUS_INVALID,
+		    "limit must be from 1 to 100");
+		finish(k);
+		return;
+	}
+	if (k->rq->after < 0) {
+		set_status(k->rsp, CATALOG__STATUS__STATUS_INVALID,
+		    "after must not be negative");
+		finish(k);
+		return;
+	}
+	k->limit = limit;
+	rv = ps_db_list_products(
+	    k->w->db, k->rq->after, limit + 1, on_db_list, k);
+	if (rv != CM_OK) {
+		answer_error(k, rv);
+		finish(k);
+	}
+}
+
+/* ---- entry point ---- */
+
+/* Answers rq into rsp (which already carries tag and replica) and then
+ * calls done(arg) exactly once, possibly before returning. rq and rsp
+ * must stay valid until then. */
+void
+ps_product_handle(ps_worker *w, const Catalog__Request *rq,
+    Catalog__Response *rsp, ps_done_fn done, void *arg)
+{
+	call *k = calloc(1, sizeof(*k));
+
+	if (k == NULL) {
+		set_status(
+		    rsp, CATALOG__STATUS__STATUS_INTERNAL, "out of memory");
+		done(arg);
+		return;
+	}
+	k->w = w;
+	k->rq = rq;
+	k->rsp = rsp;
+	k->done = done;
+	k->arg = arg;
+	k->start_us = cm_mono_us();
+
+	if (rq->deadline_unix_ms != 0 && cm_now_ms() > rq->deadline_unix_ms) {
+		set_status(rsp, CATALOG__STATUS__STATUS_DEADLINE_EXCEEDED,
+		    "deadline passed before the replica started");
+		finish(k);
+		return;
+	}
+	switch (rq->method) {
+	case CATALOG__METHOD__METHOD_PING:
+		rsp->status = CATALOG__STATUS__STATUS_OK;
+		finish(k);
+		break;
+	case CATALOG__METHOD__METHOD_GET_PRODUCT:
+		get_product(k);
+		break;
+	case CATALOG__METHOD__METHOD_LIST_PRODUCTS:
+		list_products(k);
+		break;
+	case CATALOG__METHOD__METHOD_CREATE_PRODUCT:
+	case CATALOG__METHOD__METHOD_REPLACE_PRODUCT:
+	case CATALOG__METHOD__METHOD_PATCH_PRODUCT:
+	case CATALOG__METHOD__METHOD_DELETE_PRODUCT:
+		set_status(
+		    rsp, CATALOG__STATUS__STATUS_INVALID, "not implemented");
+		finish(k);
+		break;
+	default:
+		set_status(
+		    rsp, CATALOG__STATUS__STATUS_INVALID, "unknown method");
+		finish(k);
+		break;
+	}
+}
