@@ -1,8 +1,10 @@
-/* cm_log.h - leveled log lines on stdout, one write per line. */
+/* cm_log.h - leveled log lines on stdout, one write per line, as text or
+ * as one JSON object a line. */
 #ifndef CM_LOG_H
 #define CM_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 typedef enum cm_log_level {
 	CM_LOG_DEBUG = 0,
@@ -17,11 +19,30 @@ extern cm_log_level cm_log_min;
  * process name printed on each line. Returns CM_OK or CM_EINVAL. */
 int cm_log_init(const char *process, const char *level);
 
-/* Writes one line: time, level, stable message id, request id ("-" when
- * none) and the formatted message. Use the macros below, which check the
- * level before they evaluate their arguments. */
+/* Chooses the line format: "json", "text", or "" for json when stdout is
+ * not a terminal and text when it is. Returns CM_OK or CM_EINVAL. */
+int cm_log_set_format(const char *format);
+
+/* Writes one line: time, level, process, stable event id, request id ("-"
+ * when none) and the formatted message (JSON: the "msg" field). Use the
+ * macros below, which check the level before they evaluate arguments. */
 void cm_log_write(cm_log_level lvl, const char *id, const char *reqid,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* A named value of a structured line. */
+typedef struct cm_log_field {
+	const char *key;
+	const char *str; /* a string when not NULL, else num */
+	double      num;
+} cm_log_field;
+
+#define CM_LF_STR(k, v) ((cm_log_field) {(k), (v) != NULL ? (v) : "-", 0})
+#define CM_LF_NUM(k, v) ((cm_log_field) {(k), NULL, (double) (v)})
+
+/* Writes one structured line: in JSON each field is a member (strings
+ * escaped, numbers as numbers); in text, key=value pairs. */
+void cm_log_fields(cm_log_level lvl, const char *id, const char *reqid,
+    const cm_log_field *fields, size_t n);
 
 #define CM_LOG(lvl, id, reqid, ...)                                \
 	do {                                                       \
