@@ -106,11 +106,59 @@ run: deps all
 test: deps
 	@$(MAKE) --no-print-directory test-unit test-integration
 
-test-unit: $(UNIT_BIN)
+test-unit: $(UNIT_BIN) openapi-check
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+# OpenAPI check: lints gateway/openapi.yaml with the redocly pinned in
+# tools/openapi/package-lock.json (offline) and compares its operations with
+# the route table (`gateway --list-routes`). npm ci runs only when
+# node_modules is missing or older than the lockfile.
+OPENAPI_DIR  := tools/openapi
+OPENAPI_DEPS := $(OPENAPI_DIR)/node_modules/.package-lock.json
+NODE_CHECK    = command -v node >/dev/null 2>&1 && \
+	command -v npm >/dev/null 2>&1 || { echo "openapi-check: node and \
+	npm are missing (make deps installs Debian's nodejs and npm)" >&2; \
+	exit 1; }
+.PHONY: openapi-check
+openapi-check: $(BIN)/gateway $(OPENAPI_DEPS)
+	@$(NODE_CHECK)
+	node $(OPENAPI_DIR)/check.js $(BIN)/gateway gateway/openapi.yaml
+
+$(OPENAPI_DEPS): $(OPENAPI_DIR)/package.json $(OPENAPI_DIR)/package-lock.json
+	@$(NODE_CHECK)
+	cd $(OPENAPI_DIR) && npm ci --no-audit --no-fund
+	@touch $@
 
 test-integration: all $(ITEST_BIN)
 	@BUILD=$(BUILD) bash tests/run-integration.sh $(ITEST_BIN)
+
+# Benchmarks (bench/bench.sh): the whole stack, its ceilings and the Node.js
+# peer on loopback. Knobs from the environment or the command line:
+# REPLICAS GATEWAYS DURATION WARMUP REPEAT CONNECTIONS THREADS PRODUCTS.
+#   make bench         REPEAT=3 runs of 15 s per scenario; bench/results/
+#   make bench-smoke   the same pipeline in about a minute ($(BUILD)/bench/)
+BENCH_BIN := $(BUILD)/bench/bare_http $(BUILD)/bench/bare_nng
+.PHONY: bench-smoke bench-deps bench-bin
+
+$(BUILD)/bench/bare_http: bench/bare_http.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -levent -pthread
+$(BUILD)/bench/bare_nng: bench/bare_nng.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lnng -pthread
+
+bench-deps:
+	@WITH_BENCH=1 bash deploy/install-deps.sh
+
+bench-bin: all $(BENCH_BIN)
+
+bench: bench-deps
+	@$(MAKE) --no-print-directory bench-bin
+	@BUILD=$(BUILD) bash bench/bench.sh full
+
+bench-smoke: bench-deps
+	@$(MAKE) --no-print-directory bench-bin
+	@BUILD=$(BUILD) bash bench/bench.sh smoke
 
 fmt:
 	clang-format -i $(COMMON_SRC) common/*.h gateway/*.[ch] \

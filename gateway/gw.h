@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "catalog.pb-c.h"
 
@@ -35,6 +36,10 @@ typedef enum gw_route_id {
 	GW_ROUTE_READYZ,
 	GW_ROUTE_PRODUCT_LIST,
 	GW_ROUTE_PRODUCT_GET,
+	GW_ROUTE_PRODUCT_CREATE,
+	GW_ROUTE_PRODUCT_REPLACE,
+	GW_ROUTE_PRODUCT_PATCH,
+	GW_ROUTE_PRODUCT_DELETE,
 } gw_route_id;
 
 #define GW_LIST_LIMIT_DEFAULT 20
@@ -46,7 +51,7 @@ typedef struct gw_route {
 	int         status;     /* 0 when a route matched, else 400/404/405 */
 	char        detail[96]; /* problem detail when status != 0 */
 	char        allow[64];  /* Allow header value with 405 */
-	int64_t     product_id; /* GW_ROUTE_PRODUCT_GET */
+	int64_t     product_id; /* the routes of /products/{id} */
 	int32_t     limit;      /* GW_ROUTE_PRODUCT_LIST */
 	int64_t     after;      /* GW_ROUTE_PRODUCT_LIST */
 } gw_route;
@@ -59,6 +64,11 @@ const char *gw_method_name(unsigned m);
  * table and fills *out. Never allocates. */
 void gw_route_match(
     unsigned method, const char *path, const char *query, gw_route *out);
+
+/* Writes every route the table serves, one "METHOD /path/template" a line
+ * (e.g. "GET /products/{id}"), in table order, to f: what
+ * `gateway --list-routes` prints for the OpenAPI check. */
+void gw_route_print(FILE *f);
 
 /* ---- gw_route.c: If-None-Match (pure) ---- */
 
@@ -85,6 +95,98 @@ int gw_inm_match(const gw_inm *inm, int32_t version);
 /* Returns the version to send to the replica as if_none_match_version: the
  * largest listed version, or 0 (absent) for "*", none or malformed. */
 int32_t gw_inm_hint(const gw_inm *inm);
+
+/* ---- gw_hdr.c: request headers of the write routes (pure) ---- */
+
+/* What a Content-Type header names. Parameters are allowed; a charset other
+ * than UTF-8 makes the type unacceptable. */
+typedef enum gw_ctype {
+	GW_CT_OTHER = 0,   /* absent, malformed or another type */
+	GW_CT_JSON,        /* application/json */
+	GW_CT_MERGE_PATCH, /* application/merge-patch+json (RFC 7396) */
+} gw_ctype;
+
+gw_ctype gw_hdr_ctype(const char *value);
+
+#define GW_IDEM_KEY_MAX 255
+
+/* Returns 1 when s is a usable Idempotency-Key: 1 to 255 characters, each
+ * printable ASCII other than space (0x21 to 0x7e), else 0. */
+int gw_hdr_idem_ok(const char *s);
+
+/* Parsed If-Match header(s). Strong comparison (RFC 9110 13.1.1): a weak
+ * tag, or a tag that is not one of our versions, can never match. */
+typedef struct gw_ifm {
+	int     present;   /* at least one If-Match header was seen */
+	int     malformed; /* a header did not parse (or was empty) */
+	int     any;       /* "*" */
+	int     others;    /* weak or foreign tags: they never match */
+	size_t  n;         /* distinct strong tags that are our versions */
+	int32_t version;   /* the first of them */
+} gw_ifm;
+
+/* Adds one If-Match header value to *ifm (zero it before the first). */
+void gw_hdr_ifm_add(const char *value, gw_ifm *ifm);
+
+/* Decides what a parsed If-Match asks for. Returns 0 with *version set to
+ * the if_match_version to send (0 when there is no header, or for "*",
+ * which the replica answers with 404 when the product does not exist), or
+ * the HTTP status to answer at once with a problem detail in *detail: 400
+ * for a malformed header, "*" mixed with tags, or several versions (the
+ * wire carries one); 412 when no listed tag can match. */
+int gw_hdr_ifm_eval(const gw_ifm *ifm, int32_t *version, const char **detail);
+
+/* ---- gw_body.c: JSON bodies of the writes (the only file with json-c) ----
+ */
+
+#define GW_BODY_MAX_DEPTH 16   /* nesting levels a body may have */
+#define GW_BODY_ERRS_MAX  32   /* field errors reported, at most */
+#define GW_FIELD_NAME_MAX 64   /* bytes of a field name in an error */
+#define GW_SKU_MAX        64   /* characters */
+#define GW_NAME_MAX       200  /* code points */
+#define GW_DESC_MAX       4000 /* code points */
+#define GW_PRICE_MAX      1000000000000LL /* 10^12 cents */
+#define GW_CURRENCY_DEF   "USD"
+
+/* Bit of ProductInput.mask for a field number (catalog.proto). */
+#define GW_MASK(field)   (1u << (field))
+#define GW_F_SKU         2
+#define GW_F_NAME        3
+#define GW_F_DESCRIPTION 4
+#define GW_F_PRICE_CENTS 5
+#define GW_F_CURRENCY    6
+#define GW_F_STOCK       7
+
+/* One failed rule: the field's name (possibly cut) and a static message. */
+typedef struct gw_field_err {
+	char        field[GW_FIELD_NAME_MAX + 1];
+	const char *message;
+} gw_field_err;
+
+typedef enum gw_body_mode {
+	GW_BODY_FULL,  /* POST and PUT: the whole product */
+	GW_BODY_PATCH, /* PATCH: a JSON merge patch (RFC 7396) */
+} gw_body_mode;
+
+/* A validated write body. After gw_body_parse() returns CM_OK, input holds
+ * every field (defaults filled in) for GW_BODY_FULL, or the changed fields
+ * with their bits in input.mask for GW_BODY_PATCH; its strings belong to
+ * the gw_body. */
+typedef struct gw_body {
+	Catalog__ProductInput input;
+	int                   status; /* 0, 400 (not JSON) or 422 (rules) */
+	char                  detail[128];
+	size_t                nerrs; /* with 422 */
+	gw_field_err          errs[GW_BODY_ERRS_MAX];
+} gw_body;
+
+/* Parses and validates text[0..len) as a write body. Returns CM_OK, or
+ * CM_EINVAL with b->status, b->detail and (422) every failing field in
+ * b->errs, or CM_ENOMEM. Call gw_body_fini() in every case. */
+int gw_body_parse(gw_body *b, const char *text, size_t len, gw_body_mode mode);
+
+/* Frees the strings of b->input; b may then be parsed again. */
+void gw_body_fini(gw_body *b);
 
 /* ---- gw_json.c: JSON text ---- */
 
@@ -115,6 +217,11 @@ int gw_json_status(gw_buf *b, const char *status);
 int gw_json_problem(
     gw_buf *b, int status, const char *detail, const char *request_id);
 
+/* A 422 "validation-failed" problem whose "errors" member lists each
+ * failing field as {"field":..., "message":...}. */
+int gw_json_problem_fields(gw_buf *b, const char *detail,
+    const char *request_id, const gw_field_err *errs, size_t n);
+
 /* Problem slug ("not-found") and title ("Not Found") for an HTTP status. */
 const char *gw_json_problem_slug(int status);
 const char *gw_json_problem_title(int status);
@@ -132,6 +239,11 @@ typedef struct gw_rpc_req {
 	int32_t         limit;
 	int64_t         after;
 	int32_t         if_none_match_version;
+	/* Writes. input and idempotency_key are borrowed: they must stay
+	 * valid until the callback has run. */
+	const Catalog__ProductInput *input;
+	int32_t                      if_match_version;
+	const char                  *idempotency_key;
 } gw_rpc_req;
 
 /* The outcome handed to a gw_rpc_cb. */

@@ -33,6 +33,7 @@ struct gw_http {
 	struct evhttp_bound_socket *listener;
 	gw_rpc                     *rpc;
 	int                         timeout_ms;
+	size_t                      max_body;
 	int                         pending; /* hreqs not yet answered */
 	int                         draining;
 	void (*idle)(void *);
@@ -49,6 +50,10 @@ typedef struct hreq {
 	int64_t                t0_us;
 	const char            *cache; /* X-Cache value, or "-" */
 	int                    retries;
+	gw_body               *body;     /* POST, PUT, PATCH: the input */
+	int32_t                if_match; /* if_match_version to send */
+	int                    has_idem;
+	char                   idem[GW_IDEM_KEY_MAX + 1];
 	char                   reqid[65];
 	char                   path[LOG_PATH_MAX + 4];
 	char                   replica[LOG_NAME_MAX + 4];
@@ -278,13 +283,19 @@ finish(hreq *h, int status)
 		    evhttp_request_get_connection(h->req), on_conn_closed,
 		    srv);
 	}
-	evhttp_send_reply(h->req, status, NULL, NULL);
+	/* libevent 2.1 knows no phrase for 422 ("Client Error") */
+	evhttp_send_reply(h->req, status,
+	    status == 422 ? "Unprocessable Content" : NULL, NULL);
 	CM_INFO("GW-ACCESS", h->reqid,
 	    "method=%s path=%s status=%d ms=%.3f cache=%s replica=%s "
 	    "retries=%d%s",
 	    gw_method_name(h->method), h->path, status,
 	    (double) (cm_mono_us() - h->t0_us) / 1000.0, h->cache, h->replica,
 	    h->retries, gone ? " client=gone" : "");
+	if (h->body != NULL) {
+		gw_body_fini(h->body);
+		free(h->body);
+	}
 	free(h);
 	if (gone) {
 		request_gone(srv); /* evhttp freed it without writing */
@@ -320,6 +331,23 @@ send_problem(hreq *h, int status, const char *detail)
 		finish(h, 500);
 	} else {
 		reply_body(h, status, "application/problem+json", &b);
+	}
+	gw_buf_fini(&b);
+}
+
+/* A 422 listing every field that broke a rule. */
+static void
+send_fields(hreq *h, const gw_body *body)
+{
+	gw_buf b;
+
+	gw_buf_init(&b);
+	if (gw_json_problem_fields(&b, body->detail, h->reqid, body->errs,
+	        body->nerrs) != CM_OK) {
+		CM_ERROR("GW-HTTP-NOMEM", h->reqid, "cannot build a problem");
+		finish(h, 500);
+	} else {
+		reply_body(h, 422, "application/problem+json", &b);
 	}
 	gw_buf_fini(&b);
 }
@@ -421,6 +449,59 @@ answer_product(hreq *h, const Catalog__Response *r)
 	}
 }
 
+/* The success a replica answers to each write route. */
+static Catalog__Status
+write_success(gw_route_id id)
+{
+	switch (id) {
+	case GW_ROUTE_PRODUCT_CREATE:
+		return CATALOG__STATUS__STATUS_CREATED;
+	case GW_ROUTE_PRODUCT_DELETE:
+		return CATALOG__STATUS__STATUS_NO_CONTENT;
+	default:
+		return CATALOG__STATUS__STATUS_OK;
+	}
+}
+
+/* 201 with Location, 200 or 204; replays are marked whatever their
+ * status, so a client can tell that its retry changed nothing. */
+static void
+answer_write(hreq *h, const Catalog__Response *r)
+{
+	Catalog__Status want = write_success(h->route.id);
+	gw_buf          b;
+	char            loc[48];
+
+	if (r->replayed) {
+		add_header(h, "Idempotent-Replayed", "true");
+	}
+	if (r->status != want) {
+		answer_status(h, r);
+		return;
+	}
+	if (want == CATALOG__STATUS__STATUS_NO_CONTENT) {
+		finish(h, 204);
+		return;
+	}
+	if (r->product == NULL) {
+		CM_ERROR("GW-RPC-BADREPLY", h->reqid,
+		    "replica=%s answered a write without a product",
+		    h->replica);
+		send_problem(
+		    h, 502, "the product service sent a malformed reply");
+		return;
+	}
+	set_etag(h, r->product->version);
+	if (want == CATALOG__STATUS__STATUS_CREATED) {
+		snprintf(loc, sizeof(loc), "/products/%lld",
+		    (long long) r->product->id);
+		add_header(h, "Location", loc);
+	}
+	gw_buf_init(&b);
+	gw_json_product(&b, r->product);
+	send_json(h, want == CATALOG__STATUS__STATUS_CREATED ? 201 : 200, &b);
+}
+
 static void
 answer_list(hreq *h, const Catalog__Response *r)
 {
@@ -511,6 +592,12 @@ on_rpc(const gw_rpc_res *res, void *arg)
 	case GW_ROUTE_PRODUCT_LIST:
 		answer_list(h, res->resp);
 		break;
+	case GW_ROUTE_PRODUCT_CREATE:
+	case GW_ROUTE_PRODUCT_REPLACE:
+	case GW_ROUTE_PRODUCT_PATCH:
+	case GW_ROUTE_PRODUCT_DELETE:
+		answer_write(h, res->resp);
+		break;
 	default:
 		send_problem(h, 500, "unexpected route");
 		break;
@@ -530,6 +617,9 @@ start_rpc(hreq *h, Catalog__Method m, int timeout_ms)
 	r.limit = h->route.limit;
 	r.after = h->route.after;
 	r.if_none_match_version = gw_inm_hint(&h->inm);
+	r.input = h->body != NULL ? &h->body->input : NULL;
+	r.if_match_version = h->if_match;
+	r.idempotency_key = h->has_idem ? h->idem : NULL;
 	if ((rv = gw_rpc_call(h->srv->rpc, &r, on_rpc, h)) != CM_OK) {
 		CM_ERROR("GW-RPC-START", h->reqid, "cannot start an RPC: %s",
 		    cm_strerror(rv));
@@ -547,6 +637,146 @@ read_inm(hreq *h)
 			gw_inm_parse(kv->value, &h->inm);
 		}
 	}
+}
+
+/* Reads Idempotency-Key: absent, or exactly one good key. Returns 0, or
+ * -1 after replying 400. */
+static int
+read_idem(hreq *h)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(h->req);
+	const char       *key = NULL;
+
+	for (struct evkeyval *kv = in->tqh_first; kv != NULL;
+	     kv = kv->next.tqe_next) {
+		if (strcasecmp(kv->key, "Idempotency-Key") != 0) {
+			continue;
+		}
+		if (key != NULL) {
+			send_problem(
+			    h, 400, "Idempotency-Key must be sent once");
+			return -1;
+		}
+		key = kv->value;
+	}
+	if (key == NULL) {
+		return 0;
+	}
+	if (!gw_hdr_idem_ok(key)) {
+		send_problem(h, 400,
+		    "Idempotency-Key must be 1 to 255 printable ASCII "
+		    "characters without spaces");
+		return -1;
+	}
+	snprintf(h->idem, sizeof(h->idem), "%s", key);
+	h->has_idem = 1;
+	return 0;
+}
+
+/* Reads If-Match into h->if_match. Returns 0, or -1 after replying 400 or
+ * 412. POST ignores it: a new product has no version to match. */
+static int
+read_if_match(hreq *h)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(h->req);
+	gw_ifm            ifm = {0};
+	const char       *detail;
+	int               st;
+
+	for (struct evkeyval *kv = in->tqh_first; kv != NULL;
+	     kv = kv->next.tqe_next) {
+		if (strcasecmp(kv->key, "If-Match") == 0) {
+			gw_hdr_ifm_add(kv->value, &ifm);
+		}
+	}
+	if ((st = gw_hdr_ifm_eval(&ifm, &h->if_match, &detail)) != 0) {
+		send_problem(h, st, detail);
+		return -1;
+	}
+	return 0;
+}
+
+/* POST and PUT take application/json; PATCH also (and foremost) takes
+ * application/merge-patch+json. Returns 0, or -1 after replying 415. */
+static int
+check_ctype(hreq *h)
+{
+	int      patch = h->route.id == GW_ROUTE_PRODUCT_PATCH;
+	gw_ctype ct = gw_hdr_ctype(evhttp_find_header(
+	    evhttp_request_get_input_headers(h->req), "Content-Type"));
+
+	if (ct == GW_CT_OTHER || (ct == GW_CT_MERGE_PATCH && !patch)) {
+		send_problem(h, 415,
+		    patch ? "PATCH takes Content-Type "
+		            "application/merge-patch+json or application/json"
+		          : "the body must have Content-Type "
+		            "application/json");
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads and validates the JSON body of POST, PUT and PATCH into h->body.
+ * Returns 0, or -1 after replying 413, 400 or 422. */
+static int
+read_body(hreq *h)
+{
+	struct evbuffer *ib = evhttp_request_get_input_buffer(h->req);
+	int              patch = h->route.id == GW_ROUTE_PRODUCT_PATCH;
+	size_t           len = evbuffer_get_length(ib);
+	const char      *text;
+	int              rv;
+	/* evhttp enforces the limit while reading; this is a second
+	 * guard before the body is made contiguous. */
+	if (len > h->srv->max_body) {
+		send_problem(h, 413, "the request body is too large");
+		return -1;
+	}
+	/* evbuffer_pullup() gives NULL for an empty buffer */
+	text = len > 0 ? (const char *) evbuffer_pullup(ib, -1) : "";
+	if ((h->body = malloc(sizeof(*h->body))) == NULL || text == NULL) {
+		send_problem(h, 500, "out of memory");
+		return -1;
+	}
+	rv = gw_body_parse(
+	    h->body, text, len, patch ? GW_BODY_PATCH : GW_BODY_FULL);
+	if (rv == CM_ENOMEM) {
+		send_problem(h, 500, "out of memory");
+		return -1;
+	}
+	if (rv != CM_OK && h->body->status == 422) {
+		send_fields(h, h->body);
+		return -1;
+	}
+	if (rv != CM_OK) {
+		send_problem(h, h->body->status, h->body->detail);
+		return -1;
+	}
+	return 0;
+}
+
+/* Checks a write's headers and body, then sends its RPC. The order of the
+ * checks is the order of the answers: 415 (Content-Type), 400
+ * (Idempotency-Key), 400 or 422 (body), then If-Match: 400 when malformed,
+ * 412 when it cannot match. DELETE has no body; POST ignores If-Match. */
+static void
+start_write(hreq *h, Catalog__Method m)
+{
+	int has_body = h->route.id != GW_ROUTE_PRODUCT_DELETE;
+
+	if (has_body && check_ctype(h) != 0) {
+		return;
+	}
+	if (read_idem(h) != 0) {
+		return;
+	}
+	if (has_body && read_body(h) != 0) {
+		return;
+	}
+	if (h->route.id != GW_ROUTE_PRODUCT_CREATE && read_if_match(h) != 0) {
+		return;
+	}
+	start_rpc(h, m, h->srv->timeout_ms);
 }
 
 /* Routes the decoded path; returns 0, or -1 after replying with an error. */
@@ -634,6 +864,18 @@ on_request(struct evhttp_request *req, void *arg)
 		start_rpc(
 		    h, CATALOG__METHOD__METHOD_LIST_PRODUCTS, srv->timeout_ms);
 		break;
+	case GW_ROUTE_PRODUCT_CREATE:
+		start_write(h, CATALOG__METHOD__METHOD_CREATE_PRODUCT);
+		break;
+	case GW_ROUTE_PRODUCT_REPLACE:
+		start_write(h, CATALOG__METHOD__METHOD_REPLACE_PRODUCT);
+		break;
+	case GW_ROUTE_PRODUCT_PATCH:
+		start_write(h, CATALOG__METHOD__METHOD_PATCH_PRODUCT);
+		break;
+	case GW_ROUTE_PRODUCT_DELETE:
+		start_write(h, CATALOG__METHOD__METHOD_DELETE_PRODUCT);
+		break;
 	default:
 		send_problem(h, 500, "unexpected route");
 		break;
@@ -655,6 +897,7 @@ gw_http_new(gw_http **out, struct event_base *base, int fd, gw_rpc *rpc,
 	srv->base = base;
 	srv->rpc = rpc;
 	srv->timeout_ms = timeout_ms;
+	srv->max_body = max_body;
 	if ((srv->http = evhttp_new(base)) == NULL) {
 		close(fd);
 		free(srv);

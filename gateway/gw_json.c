@@ -243,6 +243,7 @@ static const struct problem {
     {409, "conflict", "Conflict"},
     {412, "precondition-failed", "Precondition Failed"},
     {413, "payload-too-large", "Payload Too Large"},
+    {415, "unsupported-media-type", "Unsupported Media Type"},
     {422, "unprocessable", "Unprocessable Content"},
     {500, "internal", "Internal Server Error"},
     {502, "bad-gateway", "Bad Gateway"},
@@ -281,12 +282,11 @@ gw_json_problem_title(int status)
 	return find_problem(status)->title;
 }
 
-int
-gw_json_problem(
-    gw_buf *b, int status, const char *detail, const char *request_id)
+/* Writes the members every problem has, without the closing brace. */
+static void
+add_problem(gw_buf *b, const struct problem *pr, int status,
+    const char *detail, const char *request_id)
 {
-	const struct problem *pr = find_problem(status);
-
 	gw_buf_adds(b, "{\"type\":\"/problems/");
 	gw_buf_adds(b, pr->slug);
 	gw_buf_adds(b, "\",\"title\":");
@@ -297,6 +297,33 @@ gw_json_problem(
 	gw_json_string(b, detail != NULL ? detail : pr->title);
 	gw_buf_adds(b, ",\"request_id\":");
 	gw_json_string(b, request_id);
+}
+
+int
+gw_json_problem(
+    gw_buf *b, int status, const char *detail, const char *request_id)
+{
+	add_problem(b, find_problem(status), status, detail, request_id);
 	gw_buf_adds(b, "}");
+	return b->err;
+}
+
+int
+gw_json_problem_fields(gw_buf *b, const char *detail, const char *request_id,
+    const gw_field_err *errs, size_t n)
+{
+	static const struct problem pr = {
+	    422, "validation-failed", "Validation Failed"};
+
+	add_problem(b, &pr, 422, detail, request_id);
+	gw_buf_adds(b, ",\"errors\":[");
+	for (size_t i = 0; i < n; i++) {
+		gw_buf_adds(b, i > 0 ? ",{\"field\":" : "{\"field\":");
+		gw_json_string(b, errs[i].field);
+		gw_buf_adds(b, ",\"message\":");
+		gw_json_string(b, errs[i].message);
+		gw_buf_adds(b, "}");
+	}
+	gw_buf_adds(b, "]}");
 	return b->err;
 }

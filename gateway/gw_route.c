@@ -10,8 +10,9 @@
 #define Q_LIST   1 /* limit and after, nothing else */
 
 /* One row per (path template, methods). A path may have several rows, one
- * per RPC; the Allow header of a 405 is the union of a path's rows. The
- * write issue adds rows such as { "/products", GW_M_POST, ... }. */
+ * per RPC; the Allow header of a 405 is the union of a path's rows. This
+ * table is the truth that `gateway --list-routes` prints and the OpenAPI
+ * check (tools/openapi) compares with gateway/openapi.yaml. */
 typedef struct route_row {
 	const char *tmpl; /* literal path; "{id}" matches one segment */
 	unsigned    methods;
@@ -23,7 +24,11 @@ static const route_row routes[] = {
     {"/healthz", GW_M_GET | GW_M_HEAD, GW_ROUTE_HEALTHZ, Q_IGNORE},
     {"/readyz", GW_M_GET | GW_M_HEAD, GW_ROUTE_READYZ, Q_IGNORE},
     {"/products", GW_M_GET | GW_M_HEAD, GW_ROUTE_PRODUCT_LIST, Q_LIST},
+    {"/products", GW_M_POST, GW_ROUTE_PRODUCT_CREATE, Q_IGNORE},
     {"/products/{id}", GW_M_GET | GW_M_HEAD, GW_ROUTE_PRODUCT_GET, Q_IGNORE},
+    {"/products/{id}", GW_M_PUT, GW_ROUTE_PRODUCT_REPLACE, Q_IGNORE},
+    {"/products/{id}", GW_M_PATCH, GW_ROUTE_PRODUCT_PATCH, Q_IGNORE},
+    {"/products/{id}", GW_M_DELETE, GW_ROUTE_PRODUCT_DELETE, Q_IGNORE},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -178,6 +183,21 @@ build_allow(unsigned methods, char *buf, size_t len)
 			return;
 		}
 		off += (size_t) n;
+	}
+}
+
+void
+gw_route_print(FILE *f)
+{
+	for (size_t i = 0; i < NROUTES; i++) {
+		for (size_t j = 0;
+		     j < sizeof(method_order) / sizeof(method_order[0]); j++) {
+			if ((routes[i].methods & method_order[j]) != 0) {
+				fprintf(f, "%s %s\n",
+				    gw_method_name(method_order[j]),
+				    routes[i].tmpl);
+			}
+		}
 	}
 }
 

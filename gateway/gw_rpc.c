@@ -39,7 +39,7 @@
 
 #define RECONN_MIN_MS   100
 #define RECONN_MAX_MS   1000
-#define CONNECT_WAIT_MS 250
+#define CONNECT_WAIT_MS (RECONN_MAX_MS + 100) /* one dial retry */
 #define MAX_REPLY_BYTES (16 << 20)
 #define PIPE_SLOTS      4
 #define REQID_MAX       64
@@ -343,6 +343,10 @@ fail:
 
 /* ---- completing calls ---- */
 
+/* Only reads may be tried on a second replica: a write whose reply was
+ * lost may have been applied, so it is sent exactly once and the client
+ * learns its fate is unknown (502/504) and may retry with an
+ * Idempotency-Key. */
 static int
 idempotent(Catalog__Method m)
 {
@@ -810,6 +814,12 @@ gw_rpc_call(gw_rpc *rpc, const gw_rpc_req *req, gw_rpc_cb cb, void *arg)
 	c->pb.limit = req->limit;
 	c->pb.after = req->after;
 	c->pb.if_none_match_version = req->if_none_match_version;
+	/* protobuf-c only reads through these pointers while packing. */
+	c->pb.input = (Catalog__ProductInput *) req->input;
+	c->pb.if_match_version = req->if_match_version;
+	c->pb.idempotency_key =
+	    (char *) (req->idempotency_key != NULL ? req->idempotency_key
+	                                           : protobuf_c_empty_string);
 	c->deadline_us = cm_mono_us() + (int64_t) req->timeout_ms * 1000;
 	if ((rv = dispatch(c)) != CM_OK) {
 		free(c);

@@ -195,6 +195,8 @@ test_json_problem_slugs(void **state)
 	} want[] = {
 	    {400, "bad-request"}, {404, "not-found"},
 	    {405, "method-not-allowed"}, {413, "payload-too-large"},
+	    {409, "conflict"}, {412, "precondition-failed"},
+	    {415, "unsupported-media-type"}, {422, "unprocessable"},
 	    {503, "unavailable"}, {504, "gateway-timeout"},
 	    {502, "bad-gateway"}, {500, "internal"},
 	    {418, "bad-request"}, /* unlisted 4xx */
@@ -217,6 +219,25 @@ test_json_problem_default_detail(void **state)
 	gw_json_problem(&b, 502, NULL, "r");
 	assert_non_null(strstr(b.data, "\"detail\":\"Bad Gateway\""));
 	gw_buf_fini(&b);
+}
+
+static void
+test_json_problem_fields_lists_errors(void **state)
+{
+	gw_buf       b;
+	gw_field_err errs[2] = {
+	    {"price_cents", "must be an integer"}, {"x\"y", "unknown"}};
+	(void) state;
+	gw_buf_init(&b);
+	assert_int_equal(
+	    gw_json_problem_fields(&b, "2 fields failed", "r", errs, 2), 0);
+	assert_json(&b,
+	    "{\"type\":\"/problems/validation-failed\","
+	    "\"title\":\"Validation Failed\",\"status\":422,"
+	    "\"detail\":\"2 fields failed\",\"request_id\":\"r\","
+	    "\"errors\":[{\"field\":\"price_cents\","
+	    "\"message\":\"must be an integer\"},"
+	    "{\"field\":\"x\\\"y\",\"message\":\"unknown\"}]}");
 }
 
 static void
@@ -252,6 +273,7 @@ main(void)
 	    cmocka_unit_test(test_json_problem_exact_text),
 	    cmocka_unit_test(test_json_problem_slugs),
 	    cmocka_unit_test(test_json_problem_default_detail),
+	    cmocka_unit_test(test_json_problem_fields_lists_errors),
 	    cmocka_unit_test(test_json_buf_grows),
 	};
 	int rv = cmocka_run_group_tests(tests, NULL, NULL);

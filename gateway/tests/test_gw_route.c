@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -47,22 +48,78 @@ test_route_unknown_path_is_404(void **state)
 static void
 test_route_other_method_is_405_with_allow(void **state)
 {
-	unsigned ms[] = {
-	    GW_M_POST, GW_M_PUT, GW_M_PATCH, GW_M_DELETE, GW_M_OPTIONS, 0};
+	unsigned item_bad[] = {GW_M_POST, GW_M_OPTIONS, 0};
+	unsigned coll_bad[] = {
+	    GW_M_PUT, GW_M_PATCH, GW_M_DELETE, GW_M_OPTIONS, 0};
 	(void) state;
-	for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
-		gw_route r = match(ms[i], "/products/7", NULL);
+	for (size_t i = 0; i < sizeof(item_bad) / sizeof(item_bad[0]); i++) {
+		gw_route r = match(item_bad[i], "/products/7", NULL);
+		assert_int_equal(r.status, 405);
+		assert_string_equal(r.allow, "GET, HEAD, PUT, PATCH, DELETE");
+		r = match(item_bad[i], "/healthz", NULL);
 		assert_int_equal(r.status, 405);
 		assert_string_equal(r.allow, "GET, HEAD");
-		r = match(ms[i], "/products", NULL);
+	}
+	for (size_t i = 0; i < sizeof(coll_bad) / sizeof(coll_bad[0]); i++) {
+		gw_route r = match(coll_bad[i], "/products", NULL);
+		assert_int_equal(r.status, 405);
+		assert_string_equal(r.allow, "GET, HEAD, POST");
+		r = match(coll_bad[i], "/readyz", NULL);
 		assert_int_equal(r.status, 405);
 		assert_string_equal(r.allow, "GET, HEAD");
-		r = match(ms[i], "/healthz", NULL);
-		assert_int_equal(r.status, 405);
 	}
 	/* the method is checked before the id */
-	assert_int_equal(
-	    match(GW_M_DELETE, "/products/abc", NULL).status, 405);
+	assert_int_equal(match(GW_M_POST, "/products/abc", NULL).status, 405);
+}
+
+static void
+test_route_writes(void **state)
+{
+	gw_route r;
+	(void) state;
+	r = match(GW_M_POST, "/products", "ignored=1");
+	assert_int_equal(r.status, 0);
+	assert_int_equal(r.id, GW_ROUTE_PRODUCT_CREATE);
+	r = match(GW_M_PUT, "/products/42", NULL);
+	assert_int_equal(r.id, GW_ROUTE_PRODUCT_REPLACE);
+	assert_true(r.product_id == 42);
+	r = match(GW_M_PATCH, "/products/43", NULL);
+	assert_int_equal(r.id, GW_ROUTE_PRODUCT_PATCH);
+	assert_true(r.product_id == 43);
+	r = match(GW_M_DELETE, "/products/9223372036854775807", NULL);
+	assert_int_equal(r.id, GW_ROUTE_PRODUCT_DELETE);
+	assert_true(r.product_id == INT64_MAX);
+	/* write routes take the same strict ids as reads */
+	r = match(GW_M_DELETE, "/products/01", NULL);
+	assert_int_equal(r.status, 400);
+	r = match(GW_M_PUT, "/products/0", NULL);
+	assert_int_equal(r.status, 400);
+	r = match(GW_M_POST, "/products/", NULL);
+	assert_int_equal(r.status, 405);
+}
+
+static void
+test_route_print_lists_every_method(void **state)
+{
+	char  buf[1024] = {0};
+	FILE *f = fmemopen(buf, sizeof(buf) - 1, "w");
+	(void) state;
+	assert_non_null(f);
+	gw_route_print(f);
+	fclose(f);
+	assert_string_equal(buf,
+	    "GET /healthz\n"
+	    "HEAD /healthz\n"
+	    "GET /readyz\n"
+	    "HEAD /readyz\n"
+	    "GET /products\n"
+	    "HEAD /products\n"
+	    "POST /products\n"
+	    "GET /products/{id}\n"
+	    "HEAD /products/{id}\n"
+	    "PUT /products/{id}\n"
+	    "PATCH /products/{id}\n"
+	    "DELETE /products/{id}\n");
 }
 
 static void
@@ -264,6 +321,8 @@ main(void)
 	    cmocka_unit_test(test_route_healthz_and_readyz),
 	    cmocka_unit_test(test_route_unknown_path_is_404),
 	    cmocka_unit_test(test_route_other_method_is_405_with_allow),
+	    cmocka_unit_test(test_route_writes),
+	    cmocka_unit_test(test_route_print_lists_every_method),
 	    cmocka_unit_test(test_route_product_id_strict),
 	    cmocka_unit_test(test_route_list_defaults),
 	    cmocka_unit_test(test_route_list_params),

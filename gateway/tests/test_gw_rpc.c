@@ -213,7 +213,7 @@ test_rpc_no_replica_fails_fast(void **state)
 	assert_int_equal(gw_rpc_call(rpc, &q, on_done, &o), 0);
 	run_until_done(base, &o);
 	assert_int_equal(o.err, CM_EUNAVAIL);
-	assert_true(cm_mono_us() - t0 < 1000000); /* well before 5 s */
+	assert_true(cm_mono_us() - t0 < 2000000); /* one dial retry, not 5 s */
 	gw_rpc_free(rpc);
 	event_base_free(base);
 }
