@@ -25,6 +25,10 @@ ifeq ($(TEST_HOOKS),1)
 CFLAGS_BASE += -DCM_TEST_HOOKS=1
 endif
 
+VERSION  := 0.1.0
+GIT_REV  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+CFLAGS_BASE += -DCM_VERSION='"$(VERSION)"' -DCM_GIT_REV='"$(GIT_REV)"'
+
 INCLUDES := -Icommon -I$(BUILD)/gen -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 CFLAGS   += $(CFLAGS_BASE) $(INCLUDES) -MMD -MP
 LDLIBS_COMMON := -lprotobuf-c -pthread
