@@ -45,7 +45,10 @@ typedef struct ps_config {
 	long long    threads;
 	long long    db_conns; /* per thread */
 	long long    redis_timeout_ms;
-	const char  *name; /* Response.replica */
+	long long    lease_ms;          /* a reader's right to fill */
+	long long    fence_ms;          /* a writer's fence, at most */
+	long long    idempotency_ttl_s; /* idempotency records live */
+	const char  *name;              /* Response.replica */
 	const char  *log_level;
 	long long    fill_delay_ms; /* test hook PS_TEST_FILL_DELAY_MS */
 	ps_redis_url redis;         /* redis_url, parsed */
@@ -72,10 +75,19 @@ typedef struct ps_flights {
 	size_t      count;
 } ps_flights;
 
-int  ps_flights_init(ps_flights *t);
-void ps_flights_fini(ps_flights *t);
-int  ps_flights_join(ps_flights *t, int64_t id, ps_waiter *w, int *leader);
-ps_waiter *ps_flights_take(ps_flights *t, int64_t id);
+/* What ps_flights_join() made of the caller (docs/consistency.md,
+ * "Single-flight without stale joins"). */
+enum {
+	PS_FLIGHT_JOINED = 0, /* shares the flight's answer */
+	PS_FLIGHT_LEADER = 1, /* started the flight: must read, then take */
+	PS_FLIGHT_WAIT = 2,   /* the query was sent: look again after it */
+};
+
+int        ps_flights_init(ps_flights *t);
+void       ps_flights_fini(ps_flights *t);
+int        ps_flights_join(ps_flights *t, int64_t id, ps_waiter *w, int *role);
+int        ps_flights_sent(ps_flights *t, int64_t id);
+ps_waiter *ps_flights_take(ps_flights *t, int64_t id, ps_waiter **later);
 size_t     ps_flights_count(const ps_flights *t);
 
 /* ---- ps_worker.c: one thread, one event loop ---- */
@@ -127,6 +139,27 @@ typedef void (*ps_done_fn)(void *arg);
 void ps_product_handle(ps_worker *w, const Catalog__Request *rq,
     Catalog__Response *rsp, ps_done_fn done, void *arg);
 
+/* ---- ps_write.c: the write path (create, replace, patch, delete) ---- */
+
+/* ProductInput.mask bits (1 << field number) a PATCH may set. */
+#define PS_MASK_SKU         (1u << 2)
+#define PS_MASK_NAME        (1u << 3)
+#define PS_MASK_DESCRIPTION (1u << 4)
+#define PS_MASK_PRICE_CENTS (1u << 5)
+#define PS_MASK_CURRENCY    (1u << 6)
+#define PS_MASK_STOCK       (1u << 7)
+#define PS_MASK_ALL                                         \
+	(PS_MASK_SKU | PS_MASK_NAME | PS_MASK_DESCRIPTION | \
+	    PS_MASK_PRICE_CENTS | PS_MASK_CURRENCY | PS_MASK_STOCK)
+#define PS_IDEMPOTENCY_KEY_MAX 255 /* bytes */
+
+void ps_write_handle(ps_worker *w, const Catalog__Request *rq,
+    Catalog__Response *rsp, ps_done_fn done, void *arg);
+int  ps_write_check(const Catalog__Request *rq, const char **why);
+int  ps_write_fingerprint(
+     const Catalog__Request *rq, uint8_t **out, size_t *len);
+Catalog__Status ps_write_status(int sql_status, const char **detail);
+
 /* ---- ps_msg.c: protobuf messages the service builds ---- */
 
 Catalog__Response *ps_msg_response_new(uint32_t tag, const char *replica);
@@ -154,17 +187,43 @@ uint64_t  ps_rand_next(uint64_t *state);
  * (no entry); CM_EUNAVAIL when Redis failed or timed out. */
 typedef void (*ps_cache_get_fn)(
     void *arg, int rv, const uint8_t *data, size_t len);
-/* rv: CM_OK with stored 1 (written) or 0 (refused by the fence rules). */
+
+/* What the lease script answered (docs/consistency.md, "Scripts"). */
+enum {
+	PS_LEASE_HIT = 0,     /* an entry is there: data holds it */
+	PS_LEASE_GRANTED = 1, /* this reader may fill with its token */
+	PS_LEASE_FENCED = 2,  /* a write is in progress: read, do not fill */
+	PS_LEASE_BUSY = 3,    /* another reader is filling */
+};
+/* rv CM_OK with outcome (data valid only during the call, for a hit), or
+ * CM_EUNAVAIL when Redis failed or timed out. */
+typedef void (*ps_cache_lease_fn)(
+    void *arg, int rv, int outcome, const uint8_t *data, size_t len);
+/* rv: CM_OK with stored 1 (written) or 0 (refused: the lease is gone). */
 typedef void (*ps_cache_fill_fn)(void *arg, int rv, int stored);
+/* rv: CM_OK, or CM_EUNAVAIL when Redis failed or timed out. */
+typedef void (*ps_cache_done_fn)(void *arg, int rv);
+
+#define PS_CACHE_TOKEN_LEN 32 /* hex characters of a lease token */
 
 int  ps_cache_url_parse(const char *url, ps_redis_url *out);
 int  ps_cache_new(struct event_base *base, const ps_redis_url *url,
      int timeout_ms, ps_cache **out);
 void ps_cache_free(ps_cache *c);
 int  ps_cache_get(ps_cache *c, int64_t id, ps_cache_get_fn cb, void *arg);
-int  ps_cache_fill(ps_cache *c, int64_t id, int version, const uint8_t *val,
-     size_t len, long long ttl_ms, ps_cache_fill_fn cb, void *arg);
+int  ps_cache_lease(ps_cache *c, int64_t id, const char *token,
+     long long lease_ms, ps_cache_lease_fn cb, void *arg);
+int  ps_cache_fill(ps_cache *c, int64_t id, const char *token, int version,
+     const uint8_t *val, size_t len, long long ttl_ms, ps_cache_fill_fn cb,
+     void *arg);
+int  ps_cache_begin_write(ps_cache *c, int64_t id, long long fence_ms,
+     ps_cache_done_fn cb, void *arg);
+int  ps_cache_end_write(
+     ps_cache *c, int64_t id, ps_cache_done_fn cb, void *arg);
+extern const char ps_cache_lease_lua[];
 extern const char ps_cache_fill_lua[];
+extern const char ps_cache_begin_write_lua[];
+extern const char ps_cache_end_write_lua[];
 
 /* ---- ps_db.c: PostgreSQL (non-blocking libpq) ---- */
 
@@ -175,12 +234,48 @@ typedef void (*ps_db_product_fn)(void *arg, int rv, Catalog__Product *p);
 typedef void (*ps_db_list_fn)(
     void *arg, int rv, Catalog__Product **items, size_t n);
 
+/* Called once the query is about to be written to a connection: from then
+ * on, a write that commits may or may not be in its answer. */
+typedef void (*ps_db_sent_fn)(void *arg);
+/* rv CM_OK with id, or CM_EUNAVAIL / CM_EINTERNAL. */
+typedef void (*ps_db_id_fn)(void *arg, int rv, int64_t id);
+
+/* One call of catalog_write(). The pointers must stay valid until
+ * ps_db_write() returns (it copies what it needs). */
+typedef struct ps_db_write_args {
+	Catalog__Method method; /* CREATE, REPLACE, PATCH, DELETE */
+	int64_t         id;
+	int32_t         if_match; /* 0: none */
+	const char     *idem_key; /* NULL: none */
+	const uint8_t  *fingerprint;
+	size_t          fingerprint_len;
+	const Catalog__ProductInput *input; /* NULL for a delete */
+	long long                    idem_ttl_s;
+} ps_db_write_args;
+
+/* What catalog_write() answered. status is its HTTP-like status (see
+ * migrations/0002_writes.sql); product is set for 200 and 201 and belongs
+ * to the callee; sku is the taken sku of a 409 (NULL when the idempotency
+ * key was busy), valid only during the call. */
+typedef struct ps_db_written {
+	int               status;
+	int               replayed;
+	Catalog__Product *product;
+	const char       *sku;
+} ps_db_written;
+/* rv CM_OK with res, or CM_EUNAVAIL / CM_EINTERNAL with res NULL. */
+typedef void (*ps_db_write_fn)(void *arg, int rv, ps_db_written *res);
+
 int ps_db_new(
     struct event_base *base, const char *conninfo, int nconns, ps_db **out);
 void ps_db_free(ps_db *db);
-int  ps_db_get_product(ps_db *db, int64_t id, ps_db_product_fn cb, void *arg);
-int  ps_db_list_products(
-     ps_db *db, int64_t after, int limit, ps_db_list_fn cb, void *arg);
+int  ps_db_get_product(
+     ps_db *db, int64_t id, ps_db_sent_fn sent, ps_db_product_fn cb, void *arg);
+int ps_db_list_products(
+    ps_db *db, int64_t after, int limit, ps_db_list_fn cb, void *arg);
+int ps_db_reserve_id(ps_db *db, ps_db_id_fn cb, void *arg);
+int ps_db_write(
+    ps_db *db, const ps_db_write_args *a, ps_db_write_fn cb, void *arg);
 
 /* ---- ps_migrate.c: schema (blocking, admin and startup only) ---- */
 

@@ -1,12 +1,20 @@
 /* ps_cache.c - the worker's Redis connection: hiredis async on the
  * worker's libevent loop, with per-command timeouts and reconnects.
  *
- * hiredis 0.14 async has no command timeout, so every GET carries a
- * libevent timer. The per-command state is on the heap and lives until
- * hiredis calls back (a reply, or NULL when the connection goes away or is
- * freed); when the timer fires first, the caller is answered CM_EUNAVAIL and
- * the late reply is just dropped. hiredis frees each reply itself after our
- * callback returns.
+ * Besides GET it runs the four scripts of docs/consistency.md (lease,
+ * fill, begin-write, end-write), loaded with SCRIPT LOAD on every connect
+ * and called with EVALSHA, falling back to EVAL after NOSCRIPT.
+ *
+ * hiredis 0.14 async has no command timeout, so every command someone waits
+ * for carries a libevent timer. The per-command state is on the heap and
+ * lives until hiredis calls back (a reply, or NULL when the connection goes
+ * away or is freed); when the timer fires first, the caller is answered
+ * CM_EUNAVAIL and the late reply only repairs what it can (reply_late).
+ * hiredis frees each reply itself after our callback returns.
+ *
+ * An end-write that fails is remembered and sent again on the next connect:
+ * until it runs, its fence keeps readers from filling the id
+ * (docs/consistency.md, "Failure cases").
  */
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
@@ -22,31 +30,82 @@
 #include "ps.h"
 
 #define CONNECT_TIMEOUT_MS 1000
+#define PENDING_MAX        10000 /* end-writes kept for a retry */
+#define PENDING_RETRY_MS   1000  /* retry after an error reply */
+/* begin-write and end-write wait this many times the read timeout: a write
+ * waits for PostgreSQL anyway, and a slow Redis costs a write a 503 where
+ * it costs a read only a bypass. */
+#define WRITE_TIMEOUT_FACTOR 4
 
-/* The fill script. KEYS: entry, fence. ARGV: value, version (0 for a
- * negative entry), ttl in ms. Returns 1 when it stored the value, 0 when
- * the fence or the entry already there forbids it (design.md, "Cache
- * entries"). A negative entry counts as version 0 on both sides, so it
- * never replaces an entry and any positive entry replaces it. */
-const char ps_cache_fill_lua[] =
-    "local ver = tonumber(ARGV[2])\n"
-    "local fence = redis.call('GET', KEYS[2])\n"
-    "if fence then\n"
-    "  local deleted = string.sub(fence, 1, 1) == 'D'\n"
-    "  local fv = tonumber(deleted and string.sub(fence, 2) or fence) or 0\n"
-    "  if ver == 0 then\n"
-    "    if not deleted then return 0 end\n"
-    "  elseif fv > ver or (deleted and fv >= ver) then\n"
-    "    return 0\n"
-    "  end\n"
+/* The scripts of docs/consistency.md, each run atomically by Redis. Keys:
+ * product:{id} (the entry), product:{id}:lease, product:{id}:fence. */
+
+/* lease (a reader after a GET miss). KEYS: entry, lease, fence. ARGV:
+ * token, lease ms. Returns {0, entry} (hit), {1} (granted: the caller may
+ * fill with its token), {2} (fenced: a write is in progress, read but do
+ * not fill) or {3} (busy: another reader holds the lease). A value that
+ * is not an entry ('N' or 'P<version>:...') counts as none, so that a fill
+ * replaces it. */
+const char ps_cache_lease_lua[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v and (v == 'N' or string.match(v, '^P%d+:')) then\n"
+    "  return {0, v}\n"
     "end\n"
+    "if redis.call('EXISTS', KEYS[3]) == 1 then return {2} end\n"
+    "if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
+    "  return {1}\n"
+    "end\n"
+    "return {3}\n";
+
+/* fill (the reader holding a lease, after its PostgreSQL read). KEYS:
+ * entry, lease. ARGV: token, value, version (0 for a negative entry), ttl
+ * ms. Stores the value only while the lease is still the caller's and no
+ * entry of a higher version is there, and gives the lease up. Returns 1
+ * stored, 0 refused. */
+const char ps_cache_fill_lua[] =
+    "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
+    "redis.call('DEL', KEYS[2])\n"
     "local cur = redis.call('GET', KEYS[1])\n"
     "if cur then\n"
     "  local cv = tonumber(string.match(cur, '^P(%d+):')) or 0\n"
-    "  if cv >= ver then return 0 end\n"
+    "  if cv > tonumber(ARGV[3]) then return 0 end\n"
     "end\n"
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])\n"
+    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])\n"
     "return 1\n";
+
+/* begin-write (a writer, before its PostgreSQL transaction). KEYS: entry,
+ * lease, fence. ARGV: fence ms. Returns the writes now in progress. */
+const char ps_cache_begin_write_lua[] =
+    "local n = redis.call('INCR', KEYS[3])\n"
+    "redis.call('PEXPIRE', KEYS[3], ARGV[1])\n"
+    "redis.call('DEL', KEYS[1], KEYS[2])\n"
+    "return n\n";
+
+/* end-write (a writer, after COMMIT or ROLLBACK). KEYS: entry, lease,
+ * fence. Returns the writes still in progress (0 once the fence is gone;
+ * a fence that expired meanwhile counts as gone). */
+const char ps_cache_end_write_lua[] = "redis.call('DEL', KEYS[1], KEYS[2])\n"
+                                      "local n = redis.call('DECR', KEYS[3])\n"
+                                      "if n <= 0 then\n"
+                                      "  redis.call('DEL', KEYS[3])\n"
+                                      "  return 0\n"
+                                      "end\n"
+                                      "return n\n";
+
+enum { S_LEASE, S_FILL, S_BEGIN, S_END, S_COUNT };
+
+static const struct script {
+	const char *name;
+	const char *text;
+	int         nkeys;
+} scripts[S_COUNT] = {
+    [S_LEASE] = {"lease", ps_cache_lease_lua, 3},
+    [S_FILL] = {"fill", ps_cache_fill_lua, 2},
+    [S_BEGIN] = {"begin-write", ps_cache_begin_write_lua, 3},
+    [S_END] = {"end-write", ps_cache_end_write_lua, 3},
+};
+
+#define MAX_ARGS 4 /* ARGV of one script */
 
 struct ps_cache {
 	struct event_base *base;
@@ -57,26 +116,36 @@ struct ps_cache {
 	int                down;      /* for logging transitions only */
 	int                closing;
 	int                backoff_ms;
-	struct event      *retry;      /* reconnect back-off */
-	struct event      *conn_timer; /* connect timeout */
-	char               sha[41]; /* of the fill script, "" until loaded */
+	struct event      *retry;         /* reconnect back-off */
+	struct event      *conn_timer;    /* connect timeout */
+	struct event      *pending_timer; /* end-write retry on a live link */
+	char               sha[S_COUNT][41]; /* "" until loaded */
+	int64_t           *pending; /* ids whose end-write must be retried */
+	size_t             npending;
+	size_t             cap_pending;
 };
 
+/* One command: a GET (script -1) or a script. Lives on the heap until
+ * hiredis calls back; a timeout answers the caller early and the late
+ * reply is then only used to repair (see reply_late). */
 typedef struct cmd {
-	ps_cache        *cache;
-	struct event    *timer; /* GET only */
-	int              answered;
-	ps_cache_get_fn  get_cb;
-	ps_cache_fill_fn fill_cb;
-	void            *arg;
-	/* fill: kept for the EVAL retry after NOSCRIPT */
-	char     key[40];
-	char     fence[48];
-	char     ver[16];
-	char     ttl[24];
-	uint8_t *val;
-	size_t   len;
-	int      retried;
+	ps_cache     *cache;
+	struct event *timer; /* NULL when nobody waits for the answer */
+	int           answered;
+	int           script; /* S_*, or -1 for GET */
+	int64_t       id;
+	union {
+		ps_cache_get_fn   get;
+		ps_cache_lease_fn lease;
+		ps_cache_fill_fn  fill;
+		ps_cache_done_fn  done;
+	} cb;
+	void  *arg;
+	char   keys[3][48];
+	int    nargs;
+	char  *args[MAX_ARGS]; /* kept for the EVAL retry after NOSCRIPT */
+	size_t lens[MAX_ARGS];
+	int    retried;
 } cmd;
 
 static void start_connect(ps_cache *c);
@@ -311,14 +380,14 @@ script_cb(redisAsyncContext *ac, void *r, void *priv)
 {
 	ps_cache   *c = ac->data;
 	redisReply *reply = r;
+	int         idx = (int) (intptr_t) priv;
 
-	(void) priv;
 	if (reply == NULL) {
 		return;
 	}
 	if (reply->type == REDIS_REPLY_STRING && reply->len == 40) {
-		memcpy(c->sha, reply->str, 40);
-		c->sha[40] = '\0';
+		memcpy(c->sha[idx], reply->str, 40);
+		c->sha[idx][40] = '\0';
 		c->backoff_ms = PS_BACKOFF_MIN_MS;
 		if (c->down) {
 			CM_INFO("PS-REDIS-UP", NULL, "redis %s:%d connected",
@@ -326,14 +395,18 @@ script_cb(redisAsyncContext *ac, void *r, void *priv)
 			c->down = 0;
 		}
 	} else {
-		CM_WARN("PS-REDIS-SCRIPT", NULL, "SCRIPT LOAD failed: %s",
+		CM_WARN("PS-REDIS-SCRIPT", NULL, "SCRIPT LOAD %s failed: %s",
+		    scripts[idx].name,
 		    reply->type == REDIS_REPLY_ERROR ? reply->str : "?");
 	}
 }
 
+static void flush_pending(ps_cache *c);
+
 /* Starts a non-blocking connect. Commands issued before it completes are
  * queued by hiredis behind AUTH, SELECT and SCRIPT LOAD, so they run in
- * order once the socket is up. */
+ * order once the socket is up; the end-writes waiting for a retry go right
+ * behind them. */
 static void
 start_connect(ps_cache *c)
 {
@@ -359,7 +432,9 @@ start_connect(ps_cache *c)
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	c->ac = ac;
 	c->connected = 0;
-	c->sha[0] = '\0';
+	for (int i = 0; i < S_COUNT; i++) {
+		c->sha[i][0] = '\0';
+	}
 	if (c->url.pass[0] != '\0') {
 		if (c->url.user[0] != '\0') {
 			const char *argv[] = {
@@ -378,11 +453,25 @@ start_connect(ps_cache *c)
 		redisAsyncCommandArgv(
 		    ac, handshake_cb, "SELECT", 2, argv, NULL);
 	}
-	{
-		const char *argv[] = {"SCRIPT", "LOAD", ps_cache_fill_lua};
-		redisAsyncCommandArgv(ac, script_cb, NULL, 3, argv, NULL);
+	for (int i = 0; i < S_COUNT; i++) {
+		const char *argv[] = {"SCRIPT", "LOAD", scripts[i].text};
+		redisAsyncCommandArgv(
+		    ac, script_cb, (void *) (intptr_t) i, 3, argv, NULL);
 	}
 	add_ms(c->conn_timer, CONNECT_TIMEOUT_MS);
+	flush_pending(c);
+}
+
+static void
+pending_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ps_cache *c = arg;
+
+	(void) fd;
+	(void) what;
+	if (c->ac != NULL && c->connected) {
+		flush_pending(c);
+	}
 }
 
 /* Creates the cache of one worker loop and starts connecting to url.
@@ -402,7 +491,9 @@ ps_cache_new(struct event_base *base, const ps_redis_url *url, int timeout_ms,
 	c->backoff_ms = PS_BACKOFF_MIN_MS;
 	c->retry = evtimer_new(base, retry_cb, c);
 	c->conn_timer = evtimer_new(base, conn_timer_cb, c);
-	if (c->retry == NULL || c->conn_timer == NULL) {
+	c->pending_timer = evtimer_new(base, pending_timer_cb, c);
+	if (c->retry == NULL || c->conn_timer == NULL ||
+	    c->pending_timer == NULL) {
 		ps_cache_free(c);
 		return CM_ENOMEM;
 	}
@@ -412,8 +503,9 @@ ps_cache_new(struct event_base *base, const ps_redis_url *url, int timeout_ms,
 }
 
 /* Closes the connection; every command still waiting is answered
- * CM_EUNAVAIL before this returns. Must run on the cache's loop thread,
- * outside any hiredis callback. */
+ * CM_EUNAVAIL before this returns. End-writes still waiting for a retry
+ * are dropped (their fences expire after PRODUCT_FENCE_MS). Must run on
+ * the cache's loop thread, outside any hiredis callback. */
 void
 ps_cache_free(ps_cache *c)
 {
@@ -426,12 +518,20 @@ ps_cache_free(ps_cache *c)
 		c->ac = NULL;
 		redisAsyncFree(ac);
 	}
+	if (c->npending > 0) {
+		CM_WARN("PS-END-WRITE-DROP", NULL,
+		    "closing with %zu end-writes not done", c->npending);
+	}
 	if (c->retry != NULL) {
 		event_free(c->retry);
 	}
 	if (c->conn_timer != NULL) {
 		event_free(c->conn_timer);
 	}
+	if (c->pending_timer != NULL) {
+		event_free(c->pending_timer);
+	}
+	free(c->pending);
 	free(c);
 }
 
@@ -443,12 +543,34 @@ cmd_free(cmd *k)
 	if (k->timer != NULL) {
 		event_free(k->timer);
 	}
-	free(k->val);
+	for (int i = 0; i < k->nargs; i++) {
+		free(k->args[i]);
+	}
 	free(k);
 }
 
+/* Answers the caller of k with rv and no data. */
 static void
-get_timeout_cb(evutil_socket_t fd, short what, void *arg)
+answer_fail(cmd *k, int rv)
+{
+	switch (k->script) {
+	case -1:
+		k->cb.get(k->arg, rv, NULL, 0);
+		break;
+	case S_LEASE:
+		k->cb.lease(k->arg, rv, PS_LEASE_BUSY, NULL, 0);
+		break;
+	case S_FILL:
+		k->cb.fill(k->arg, rv, 0);
+		break;
+	default:
+		k->cb.done(k->arg, rv);
+		break;
+	}
+}
+
+static void
+timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	cmd *k = arg;
 
@@ -456,35 +578,286 @@ get_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	(void) what;
 	/* The command stays queued in hiredis; its reply will free k. */
 	k->answered = 1;
-	k->get_cb(k->arg, CM_EUNAVAIL, NULL, 0);
+	answer_fail(k, CM_EUNAVAIL);
+}
+
+/* Remembers that id's end-write must run again; the list is flushed on
+ * the next connect, or after PENDING_RETRY_MS while the link is up. */
+static void
+pending_add(ps_cache *c, int64_t id)
+{
+	if (c->closing) {
+		return;
+	}
+	if (c->npending == c->cap_pending) {
+		size_t   cap = c->cap_pending == 0 ? 16 : c->cap_pending * 2;
+		int64_t *p;
+		if (c->npending >= PENDING_MAX ||
+		    (p = realloc(c->pending, cap * sizeof(*p))) == NULL) {
+			CM_ERROR("PS-END-WRITE-DROP", NULL,
+			    "product:%lld: end-write dropped (%zu waiting); "
+			    "its fence expires on its own",
+			    (long long) id, c->npending);
+			return;
+		}
+		c->pending = p;
+		c->cap_pending = cap;
+	}
+	c->pending[c->npending++] = id;
+	if (c->ac != NULL && c->connected) {
+		struct timeval tv = {
+		    PENDING_RETRY_MS / 1000, (PENDING_RETRY_MS % 1000) * 1000};
+		if (!evtimer_pending(c->pending_timer, NULL)) {
+			evtimer_add(c->pending_timer, &tv);
+		}
+	}
+}
+
+/* The reply came after the caller was answered (timeout). It only
+ * repairs: a begin-write that did run after all is undone with an
+ * end-write (the writer gave up and never touched PostgreSQL), an
+ * end-write that did not run is retried. */
+static void
+reply_late(cmd *k, const redisReply *reply)
+{
+	int ok = reply != NULL && reply->type == REDIS_REPLY_INTEGER;
+
+	if (k->script == S_BEGIN && ok) {
+		CM_DEBUG("PS-BEGIN-UNDO", NULL,
+		    "product:%lld: late begin-write undone",
+		    (long long) k->id);
+		if (ps_cache_end_write(k->cache, k->id, NULL, NULL) != CM_OK) {
+			pending_add(k->cache, k->id);
+		}
+	} else if (k->script == S_END && !ok) {
+		pending_add(k->cache, k->id);
+	}
 }
 
 static void
-get_reply_cb(redisAsyncContext *ac, void *r, void *priv)
+reply_get(cmd *k, const redisReply *reply)
+{
+	if (reply == NULL) {
+		k->cb.get(k->arg, CM_EUNAVAIL, NULL, 0);
+	} else if (reply->type == REDIS_REPLY_STRING) {
+		k->cb.get(k->arg, CM_OK, (const uint8_t *) reply->str,
+		    (size_t) reply->len);
+	} else if (reply->type == REDIS_REPLY_NIL) {
+		k->cb.get(k->arg, CM_OK, NULL, 0);
+	} else {
+		CM_WARN("PS-REDIS-ERR", NULL, "GET %s: %s", k->keys[0],
+		    reply->type == REDIS_REPLY_ERROR
+		        ? reply->str
+		        : "unexpected reply type");
+		k->cb.get(k->arg, CM_EUNAVAIL, NULL, 0);
+	}
+}
+
+/* Decodes the lease script's {code} or {0, entry}. */
+static void
+reply_lease(cmd *k, const redisReply *reply)
+{
+	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
+	    reply->elements >= 1 &&
+	    reply->element[0]->type == REDIS_REPLY_INTEGER) {
+		long long code = reply->element[0]->integer;
+		if (code == PS_LEASE_HIT && reply->elements == 2 &&
+		    reply->element[1]->type == REDIS_REPLY_STRING) {
+			k->cb.lease(k->arg, CM_OK, PS_LEASE_HIT,
+			    (const uint8_t *) reply->element[1]->str,
+			    (size_t) reply->element[1]->len);
+			return;
+		}
+		if (code == PS_LEASE_GRANTED || code == PS_LEASE_FENCED ||
+		    code == PS_LEASE_BUSY) {
+			k->cb.lease(k->arg, CM_OK, (int) code, NULL, 0);
+			return;
+		}
+	}
+	if (reply != NULL) {
+		CM_WARN("PS-REDIS-ERR", NULL, "lease %s: %s", k->keys[0],
+		    reply->type == REDIS_REPLY_ERROR ? reply->str
+		                                     : "unexpected reply");
+	}
+	k->cb.lease(k->arg, CM_EUNAVAIL, PS_LEASE_BUSY, NULL, 0);
+}
+
+static int send_script(redisAsyncContext *ac, cmd *k);
+
+static void
+reply_cb(redisAsyncContext *ac, void *r, void *priv)
 {
 	cmd        *k = priv;
 	redisReply *reply = r;
 
-	(void) ac;
-	if (!k->answered) {
-		k->answered = 1;
+	if (k->script >= 0 && reply != NULL &&
+	    reply->type == REDIS_REPLY_ERROR &&
+	    strncmp(reply->str, "NOSCRIPT", 8) == 0 && !k->retried &&
+	    !k->cache->closing) {
+		k->retried = 1;
+		if (send_script(ac, k) == REDIS_OK) {
+			return; /* k lives on until the EVAL reply */
+		}
+	}
+	if (k->answered) {
+		reply_late(k, reply);
+		cmd_free(k);
+		return;
+	}
+	k->answered = 1;
+	if (k->timer != NULL) {
 		evtimer_del(k->timer);
-		if (reply == NULL) {
-			k->get_cb(k->arg, CM_EUNAVAIL, NULL, 0);
-		} else if (reply->type == REDIS_REPLY_STRING) {
-			k->get_cb(k->arg, CM_OK, (const uint8_t *) reply->str,
-			    reply->len);
-		} else if (reply->type == REDIS_REPLY_NIL) {
-			k->get_cb(k->arg, CM_OK, NULL, 0);
-		} else {
-			CM_WARN("PS-REDIS-ERR", NULL, "GET: %s",
+	}
+	if (k->script == -1) {
+		reply_get(k, reply);
+	} else if (k->script == S_LEASE) {
+		reply_lease(k, reply);
+	} else {
+		int ok = reply != NULL && reply->type == REDIS_REPLY_INTEGER;
+		if (reply != NULL && !ok) {
+			CM_WARN("PS-REDIS-ERR", NULL, "%s %s: %s",
+			    scripts[k->script].name, k->keys[0],
 			    reply->type == REDIS_REPLY_ERROR
 			        ? reply->str
-			        : "unexpected reply type");
-			k->get_cb(k->arg, CM_EUNAVAIL, NULL, 0);
+			        : "unexpected reply");
+		}
+		if (k->script == S_END && !ok) {
+			pending_add(k->cache, k->id);
+		}
+		if (k->script == S_FILL) {
+			CM_DEBUG("PS-FILL", NULL, "%s: %s", k->keys[0],
+			    !ok                       ? "failed"
+			        : reply->integer == 1 ? "stored"
+			                              : "refused");
+			if (k->cb.fill != NULL) {
+				k->cb.fill(k->arg, ok ? CM_OK : CM_EUNAVAIL,
+				    ok && reply->integer == 1);
+			}
+		} else if (k->cb.done != NULL) {
+			k->cb.done(k->arg, ok ? CM_OK : CM_EUNAVAIL);
 		}
 	}
 	cmd_free(k);
+}
+
+/* EVALSHA when the script's sha is known and this is not the retry after
+ * NOSCRIPT; EVAL with the script text otherwise. */
+static int
+send_script(redisAsyncContext *ac, cmd *k)
+{
+	ps_cache            *c = k->cache;
+	const struct script *sc = &scripts[k->script];
+	int         use_sha = c->sha[k->script][0] != '\0' && !k->retried;
+	const char *argv[3 + 3 + MAX_ARGS];
+	size_t      lens[3 + 3 + MAX_ARGS];
+	char        nkeys[4];
+	int         n = 0;
+
+	snprintf(nkeys, sizeof(nkeys), "%d", sc->nkeys);
+	argv[n++] = use_sha ? "EVALSHA" : "EVAL";
+	argv[n++] = use_sha ? c->sha[k->script] : sc->text;
+	argv[n++] = nkeys;
+	for (int i = 0; i < 3; i++) {
+		lens[i] = strlen(argv[i]);
+	}
+	for (int i = 0; i < sc->nkeys; i++, n++) {
+		argv[n] = k->keys[i];
+		lens[n] = strlen(k->keys[i]);
+	}
+	for (int i = 0; i < k->nargs; i++, n++) {
+		argv[n] = k->args[i];
+		lens[n] = k->lens[i]; /* the entry is binary */
+	}
+	return redisAsyncCommandArgv(ac, reply_cb, k, n, argv, lens);
+}
+
+/* Makes a command for id with the callback cb (a pointer to one of the
+ * ps_cache_*_fn types, NULL for none). Returns NULL when out of memory. */
+static cmd *
+cmd_new(ps_cache *c, int script, int64_t id, void *arg)
+{
+	cmd *k = calloc(1, sizeof(*k));
+
+	if (k == NULL) {
+		return NULL;
+	}
+	k->cache = c;
+	k->script = script;
+	k->id = id;
+	k->arg = arg;
+	snprintf(
+	    k->keys[0], sizeof(k->keys[0]), "product:%lld", (long long) id);
+	snprintf(k->keys[1], sizeof(k->keys[1]), "product:%lld:lease",
+	    (long long) id);
+	snprintf(k->keys[2], sizeof(k->keys[2]), "product:%lld:fence",
+	    (long long) id);
+	return k;
+}
+
+/* Appends a copy of val[0..len) to k's ARGV. Returns CM_OK or CM_ENOMEM. */
+static int
+cmd_arg(cmd *k, const void *val, size_t len)
+{
+	char *d = malloc(len + 1);
+
+	if (d == NULL) {
+		return CM_ENOMEM;
+	}
+	memcpy(d, val, len);
+	d[len] = '\0';
+	k->args[k->nargs] = d;
+	k->lens[k->nargs] = len;
+	k->nargs++;
+	return CM_OK;
+}
+
+static int
+cmd_arg_ll(cmd *k, long long v)
+{
+	char buf[24];
+	int  n = snprintf(buf, sizeof(buf), "%lld", v);
+	return cmd_arg(k, buf, (size_t) n);
+}
+
+/* Sends k and starts its timer when someone waits for the answer. On
+ * failure frees k. Returns CM_OK, CM_EUNAVAIL or CM_ENOMEM. */
+static int
+cmd_send(ps_cache *c, cmd *k, int timed)
+{
+	int rv;
+
+	if (timed &&
+	    (k->timer = evtimer_new(c->base, timeout_cb, k)) == NULL) {
+		cmd_free(k);
+		return CM_ENOMEM;
+	}
+	if (k->script == -1) {
+		const char *argv[] = {"GET", k->keys[0]};
+		rv = redisAsyncCommandArgv(c->ac, reply_cb, k, 2, argv, NULL);
+	} else {
+		rv = send_script(c->ac, k);
+	}
+	if (rv != REDIS_OK) {
+		cmd_free(k);
+		return CM_EUNAVAIL;
+	}
+	if (k->timer != NULL) {
+		/* libevent counts from the time cached when this loop turn
+		 * began, which a busy turn leaves far behind: a timeout
+		 * counted from there fires early. */
+		event_base_update_cache_time(c->base);
+		add_ms(k->timer,
+		    k->script == S_BEGIN || k->script == S_END
+		        ? c->timeout_ms * WRITE_TIMEOUT_FACTOR
+		        : c->timeout_ms);
+	}
+	return CM_OK;
+}
+
+static int
+usable(const ps_cache *c)
+{
+	return c != NULL && c->ac != NULL && !c->closing;
 }
 
 /* Reads product:{id}. Returns CM_OK and later calls cb exactly once, never
@@ -496,116 +869,141 @@ ps_cache_get(ps_cache *c, int64_t id, ps_cache_get_fn cb, void *arg)
 {
 	cmd *k;
 
-	if (c == NULL || c->ac == NULL || c->closing) {
+	if (!usable(c)) {
 		return CM_EUNAVAIL;
 	}
-	if ((k = calloc(1, sizeof(*k))) == NULL) {
+	if ((k = cmd_new(c, -1, id, arg)) == NULL) {
 		return CM_ENOMEM;
 	}
-	k->cache = c;
-	k->get_cb = cb;
-	k->arg = arg;
-	if ((k->timer = evtimer_new(c->base, get_timeout_cb, k)) == NULL) {
-		cmd_free(k);
-		return CM_ENOMEM;
-	}
-	snprintf(k->key, sizeof(k->key), "product:%lld", (long long) id);
-	{
-		const char *argv[] = {"GET", k->key};
-		if (redisAsyncCommandArgv(
-		        c->ac, get_reply_cb, k, 2, argv, NULL) != REDIS_OK) {
-			cmd_free(k);
-			return CM_EUNAVAIL;
-		}
-	}
-	add_ms(k->timer, c->timeout_ms);
-	return CM_OK;
+	k->cb.get = cb;
+	return cmd_send(c, k, 1);
 }
 
-static int send_fill(redisAsyncContext *ac, cmd *k);
-
-static void
-fill_reply_cb(redisAsyncContext *ac, void *r, void *priv)
-{
-	cmd        *k = priv;
-	redisReply *reply = r;
-	int         rv = CM_EUNAVAIL, stored = 0;
-
-	if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
-	    strncmp(reply->str, "NOSCRIPT", 8) == 0 && !k->retried) {
-		k->retried = 1;
-		if (send_fill(ac, k) == REDIS_OK) {
-			return; /* k lives on until the EVAL reply */
-		}
-	}
-	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
-		rv = CM_OK;
-		stored = reply->integer == 1;
-	} else if (reply != NULL) {
-		CM_WARN("PS-REDIS-ERR", NULL, "fill %s: %s", k->key,
-		    reply->type == REDIS_REPLY_ERROR ? reply->str
-		                                     : "unexpected reply");
-	}
-	CM_DEBUG("PS-FILL", NULL, "%s version %s: %s", k->key, k->ver,
-	    rv != CM_OK  ? "failed"
-	        : stored ? "stored"
-	                 : "refused");
-	if (k->fill_cb != NULL) {
-		k->fill_cb(k->arg, rv, stored);
-	}
-	cmd_free(k);
-}
-
-/* EVALSHA when the script's sha is known and this is not the retry after
- * NOSCRIPT; EVAL with the script text otherwise. */
-static int
-send_fill(redisAsyncContext *ac, cmd *k)
-{
-	ps_cache   *c = k->cache;
-	int         use_sha = c->sha[0] != '\0' && !k->retried;
-	const char *argv[] = {use_sha ? "EVALSHA" : "EVAL",
-	    use_sha ? c->sha : ps_cache_fill_lua, "2", k->key, k->fence,
-	    (const char *) k->val, k->ver, k->ttl};
-	size_t lens[8];
-
-	for (int i = 0; i < 8; i++) {
-		lens[i] = i == 5 ? k->len : strlen(argv[i]); /* val: binary */
-	}
-	return redisAsyncCommandArgv(ac, fill_reply_cb, k, 8, argv, lens);
-}
-
-/* Stores val (len bytes, an entry as ps_entry_encode() makes it) at
- * product:{id} for ttl_ms, through the fill script, which refuses values
- * older than the fence or the entry already there; version is 0 for a
- * negative entry. Copies val. Returns CM_OK and later calls cb (may be
- * NULL) once, or CM_EUNAVAIL / CM_ENOMEM without calling it. */
+/* Runs the lease script for id with token (PS_CACHE_TOKEN_LEN characters)
+ * and a lease of lease_ms. Same contract as ps_cache_get(). A lease granted
+ * after the timeout answered is left to expire. */
 int
-ps_cache_fill(ps_cache *c, int64_t id, int version, const uint8_t *val,
-    size_t len, long long ttl_ms, ps_cache_fill_fn cb, void *arg)
+ps_cache_lease(ps_cache *c, int64_t id, const char *token, long long lease_ms,
+    ps_cache_lease_fn cb, void *arg)
 {
 	cmd *k;
 
-	if (c == NULL || c->ac == NULL || c->closing) {
+	if (!usable(c)) {
 		return CM_EUNAVAIL;
 	}
-	if ((k = calloc(1, sizeof(*k))) == NULL ||
-	    (k->val = malloc(len > 0 ? len : 1)) == NULL) {
-		free(k);
+	if ((k = cmd_new(c, S_LEASE, id, arg)) == NULL) {
 		return CM_ENOMEM;
 	}
-	memcpy(k->val, val, len);
-	k->len = len;
-	k->cache = c;
-	k->fill_cb = cb;
-	k->arg = arg;
-	snprintf(k->key, sizeof(k->key), "product:%lld", (long long) id);
-	snprintf(
-	    k->fence, sizeof(k->fence), "product:%lld:fence", (long long) id);
-	snprintf(k->ver, sizeof(k->ver), "%d", version);
-	snprintf(k->ttl, sizeof(k->ttl), "%lld", ttl_ms);
-	if (send_fill(c->ac, k) != REDIS_OK) {
+	k->cb.lease = cb;
+	if (cmd_arg(k, token, strlen(token)) != CM_OK ||
+	    cmd_arg_ll(k, lease_ms) != CM_OK) {
 		cmd_free(k);
+		return CM_ENOMEM;
+	}
+	return cmd_send(c, k, 1);
+}
+
+/* Stores val (len bytes, an entry as ps_entry_encode() makes it) at
+ * product:{id} for ttl_ms through the fill script, which stores it only
+ * while the lease is still token's; version is 0 for a negative entry.
+ * Copies val. Returns CM_OK and later calls cb (may be NULL) once, or
+ * CM_EUNAVAIL / CM_ENOMEM without calling it. */
+int
+ps_cache_fill(ps_cache *c, int64_t id, const char *token, int version,
+    const uint8_t *val, size_t len, long long ttl_ms, ps_cache_fill_fn cb,
+    void *arg)
+{
+	cmd *k;
+
+	if (!usable(c)) {
 		return CM_EUNAVAIL;
 	}
-	return CM_OK;
+	if ((k = cmd_new(c, S_FILL, id, arg)) == NULL) {
+		return CM_ENOMEM;
+	}
+	k->cb.fill = cb;
+	if (cmd_arg(k, token, strlen(token)) != CM_OK ||
+	    cmd_arg(k, val, len) != CM_OK || cmd_arg_ll(k, version) != CM_OK ||
+	    cmd_arg_ll(k, ttl_ms) != CM_OK) {
+		cmd_free(k);
+		return CM_ENOMEM;
+	}
+	return cmd_send(c, k, cb != NULL);
+}
+
+/* Fences id for a write (begin-write, fence_ms at most). Returns CM_OK and
+ * later calls cb once: CM_OK when the fence stands, CM_EUNAVAIL when Redis
+ * failed or did not answer in time (a begin-write that runs after the
+ * timeout is undone); or returns CM_EUNAVAIL / CM_ENOMEM without calling
+ * cb. */
+int
+ps_cache_begin_write(ps_cache *c, int64_t id, long long fence_ms,
+    ps_cache_done_fn cb, void *arg)
+{
+	cmd *k;
+
+	if (!usable(c)) {
+		return CM_EUNAVAIL;
+	}
+	if ((k = cmd_new(c, S_BEGIN, id, arg)) == NULL) {
+		return CM_ENOMEM;
+	}
+	k->cb.done = cb;
+	if (cmd_arg_ll(k, fence_ms) != CM_OK) {
+		cmd_free(k);
+		return CM_ENOMEM;
+	}
+	return cmd_send(c, k, 1);
+}
+
+/* Ends a write on id (end-write). Whenever it fails (Redis down, an error,
+ * no reply) it is kept and sent again on the next connect, so the caller
+ * only reports. Returns CM_OK and later calls cb (may be NULL) once; or
+ * CM_EUNAVAIL / CM_ENOMEM without calling it (the retry is queued when it
+ * could be). */
+int
+ps_cache_end_write(ps_cache *c, int64_t id, ps_cache_done_fn cb, void *arg)
+{
+	cmd *k;
+	int  rv;
+
+	if (c == NULL) {
+		return CM_EUNAVAIL;
+	}
+	if (!usable(c)) {
+		pending_add(c, id);
+		return CM_EUNAVAIL;
+	}
+	if ((k = cmd_new(c, S_END, id, arg)) == NULL) {
+		pending_add(c, id);
+		return CM_ENOMEM;
+	}
+	k->cb.done = cb;
+	if ((rv = cmd_send(c, k, cb != NULL)) != CM_OK) {
+		pending_add(c, id);
+	}
+	return rv;
+}
+
+/* Sends every end-write waiting for a retry on the current connection
+ * (still connecting is fine: hiredis queues them). Those that fail again
+ * come back to the list. */
+static void
+flush_pending(ps_cache *c)
+{
+	int64_t *ids = c->pending;
+	size_t   n = c->npending;
+
+	if (n == 0 || c->ac == NULL) {
+		return;
+	}
+	c->pending = NULL;
+	c->npending = 0;
+	c->cap_pending = 0;
+	CM_DEBUG("PS-END-WRITE-RETRY", NULL, "retrying %zu end-write%s", n,
+	    n == 1 ? "" : "s");
+	for (size_t i = 0; i < n; i++) {
+		(void) ps_cache_end_write(c, ids[i], NULL, NULL);
+	}
+	free(ids);
 }

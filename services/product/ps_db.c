@@ -26,34 +26,60 @@
 	"version, (extract(epoch from created_at)*1000000)::bigint, "       \
 	"(extract(epoch from updated_at)*1000000)::bigint FROM products "
 
-/* Statements prepared on every connection; the write issue adds its own. */
+/* Statements prepared on every connection. */
 typedef struct stmt {
 	const char *name;
 	const char *sql;
 	int         nparams;
 } stmt;
 
-enum { STMT_GET_PRODUCT, STMT_LIST_PRODUCTS, STMT_COUNT };
+enum {
+	STMT_GET_PRODUCT,
+	STMT_LIST_PRODUCTS,
+	STMT_RESERVE_ID,
+	STMT_WRITE,
+	STMT_COUNT
+};
+
+/* catalog_write (migrations/0002_writes.sql): the product columns start at
+ * WRITE_PRODUCT_COL, in the order of PRODUCT_COLS. */
+#define WRITE_PRODUCT_COL 2
+#define WRITE_PARAMS      13
+#define WRITE_FP_PARAM    4 /* the fingerprint, sent in binary */
 
 static const stmt stmts[STMT_COUNT] = {
     [STMT_GET_PRODUCT] = {"get_product", PRODUCT_COLS "WHERE id = $1", 1},
     [STMT_LIST_PRODUCTS] = {"list_products",
         PRODUCT_COLS "WHERE id > $1 ORDER BY id LIMIT $2", 2},
+    [STMT_RESERVE_ID] = {"reserve_id",
+        "SELECT nextval(pg_get_serial_sequence('products', 'id'))", 0},
+    [STMT_WRITE] = {"catalog_write",
+        "SELECT status, replayed, id, sku, name, description, price_cents, "
+        "currency, stock, version, created_us, updated_us "
+        "FROM catalog_write($1::text, $2::bigint, $3::int, $4::text, "
+        "$5::bytea, $6::text, $7::text, $8::text, $9::bigint, $10::text, "
+        "$11::int, $12::int, $13::int)",
+        WRITE_PARAMS},
 };
 
-#define MAX_PARAMS 2
+#define MAX_PARAMS WRITE_PARAMS
 
 typedef struct query query;
 struct query {
 	query *next;
 	int    stmt;
 	int    nparams;
-	char   params[MAX_PARAMS][24];
+	char  *params[MAX_PARAMS]; /* malloc'd; NULL is SQL NULL */
+	int    lens[MAX_PARAMS];
+	int    binary[MAX_PARAMS];
 	/* Decodes res (NULL unless rv is CM_OK) and calls the user's cb. */
 	void (*finish)(query *q, int rv, const PGresult *res);
+	ps_db_sent_fn sent; /* may be NULL */
 	union {
 		ps_db_product_fn product;
 		ps_db_list_fn    list;
+		ps_db_id_fn      id;
+		ps_db_write_fn   write;
 	} cb;
 	void *arg;
 };
@@ -92,6 +118,42 @@ struct ps_db {
 static void conn_start(conn *c);
 static void pump(ps_db *db);
 
+static void
+query_free(query *q)
+{
+	for (int i = 0; i < q->nparams; i++) {
+		free(q->params[i]);
+	}
+	free(q);
+}
+
+/* Sets parameter i to a copy of s[0..len), or SQL NULL when s is NULL.
+ * Returns CM_OK or CM_ENOMEM. */
+static int
+set_param(query *q, int i, const void *s, size_t len, int binary)
+{
+	if (s != NULL && (q->params[i] = ps_msg_strdup(s, len)) == NULL) {
+		return CM_ENOMEM;
+	}
+	q->lens[i] = (int) len;
+	q->binary[i] = binary;
+	return CM_OK;
+}
+
+static int
+set_text(query *q, int i, const char *s)
+{
+	return set_param(q, i, s, s != NULL ? strlen(s) : 0, 0);
+}
+
+static int
+set_ll(query *q, int i, long long v)
+{
+	char buf[24];
+	int  n = snprintf(buf, sizeof(buf), "%lld", v);
+	return set_param(q, i, buf, (size_t) n, 0);
+}
+
 /* ---- results ---- */
 
 /* Copies text column col of row into *dst. Returns CM_OK or CM_ENOMEM. */
@@ -113,29 +175,30 @@ int_col(const PGresult *res, int row, int col)
 	return strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
 
-/* Decodes one row of PRODUCT_COLS (text format). Returns a Product the
- * caller frees with ps_msg_product_free(), or NULL when out of memory. */
+/* Decodes the columns of PRODUCT_COLS that start at column base of row
+ * (text format). Returns a Product the caller frees with
+ * ps_msg_product_free(), or NULL when out of memory. */
 static Catalog__Product *
-row_product(const PGresult *res, int row)
+row_product(const PGresult *res, int row, int base)
 {
 	Catalog__Product *p = ps_msg_product_new();
 
 	if (p == NULL) {
 		return NULL;
 	}
-	if (text_col(res, row, 1, &p->sku) != CM_OK ||
-	    text_col(res, row, 2, &p->name) != CM_OK ||
-	    text_col(res, row, 3, &p->description) != CM_OK ||
-	    text_col(res, row, 5, &p->currency) != CM_OK) {
+	if (text_col(res, row, base + 1, &p->sku) != CM_OK ||
+	    text_col(res, row, base + 2, &p->name) != CM_OK ||
+	    text_col(res, row, base + 3, &p->description) != CM_OK ||
+	    text_col(res, row, base + 5, &p->currency) != CM_OK) {
 		ps_msg_product_free(p);
 		return NULL;
 	}
-	p->id = int_col(res, row, 0);
-	p->price_cents = int_col(res, row, 4);
-	p->stock = (int32_t) int_col(res, row, 6);
-	p->version = (int32_t) int_col(res, row, 7);
-	p->created_at_us = int_col(res, row, 8);
-	p->updated_at_us = int_col(res, row, 9);
+	p->id = int_col(res, row, base + 0);
+	p->price_cents = int_col(res, row, base + 4);
+	p->stock = (int32_t) int_col(res, row, base + 6);
+	p->version = (int32_t) int_col(res, row, base + 7);
+	p->created_at_us = int_col(res, row, base + 8);
+	p->updated_at_us = int_col(res, row, base + 9);
 	return p;
 }
 
@@ -145,7 +208,7 @@ finish_product(query *q, int rv, const PGresult *res)
 	Catalog__Product *p = NULL;
 
 	if (rv == CM_OK && PQntuples(res) > 0 &&
-	    (p = row_product(res, 0)) == NULL) {
+	    (p = row_product(res, 0, 0)) == NULL) {
 		rv = CM_EINTERNAL;
 	}
 	q->cb.product(q->arg, rv, p);
@@ -164,7 +227,8 @@ finish_list(query *q, int rv, const PGresult *res)
 			rv = CM_EINTERNAL;
 		}
 		for (; rv == CM_OK && n < rows; n++) {
-			if ((items[n] = row_product(res, (int) n)) == NULL) {
+			if ((items[n] = row_product(res, (int) n, 0)) ==
+			    NULL) {
 				rv = CM_EINTERNAL;
 			}
 		}
@@ -178,6 +242,52 @@ finish_list(query *q, int rv, const PGresult *res)
 		}
 	}
 	q->cb.list(q->arg, rv, items, n);
+}
+
+static void
+finish_id(query *q, int rv, const PGresult *res)
+{
+	int64_t id = 0;
+
+	if (rv == CM_OK) {
+		if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+			id = int_col(res, 0, 0);
+		} else {
+			rv = CM_EINTERNAL;
+		}
+	}
+	q->cb.id(q->arg, rv, id);
+}
+
+/* Decodes catalog_write's one row: status, replayed, then the product
+ * columns (NULL unless a product is answered; with a 409 the sku column
+ * alone may name the taken sku). */
+static void
+finish_write(query *q, int rv, const PGresult *res)
+{
+	ps_db_written w = {0};
+
+	if (rv == CM_OK) {
+		if (PQntuples(res) != 1 || PQnfields(res) < 12 ||
+		    PQgetisnull(res, 0, 0)) {
+			CM_ERROR("PS-DB-WRITE", NULL,
+			    "catalog_write answered %d rows", PQntuples(res));
+			rv = CM_EINTERNAL;
+		}
+	}
+	if (rv == CM_OK) {
+		w.status = (int) int_col(res, 0, 0);
+		w.replayed = PQgetvalue(res, 0, 1)[0] == 't';
+		if (!PQgetisnull(res, 0, WRITE_PRODUCT_COL) &&
+		    (w.product = row_product(res, 0, WRITE_PRODUCT_COL)) ==
+		        NULL) {
+			rv = CM_EINTERNAL;
+		}
+		if (!PQgetisnull(res, 0, WRITE_PRODUCT_COL + 1)) {
+			w.sku = PQgetvalue(res, 0, WRITE_PRODUCT_COL + 1);
+		}
+	}
+	q->cb.write(q->arg, rv, rv == CM_OK ? &w : NULL);
 }
 
 /* ---- connections ---- */
@@ -212,7 +322,7 @@ fail_queue(ps_db *db)
 		}
 		db->queued--;
 		q->finish(q, CM_EUNAVAIL, NULL);
-		free(q);
+		query_free(q);
 	}
 }
 
@@ -294,7 +404,7 @@ conn_down(conn *c, const char *why)
 	c->initial = 0;
 	if (q != NULL) {
 		q->finish(q, CM_EUNAVAIL, NULL);
-		free(q);
+		query_free(q);
 	}
 	if (db->closing) {
 		return;
@@ -347,8 +457,13 @@ send_query(conn *c, query *q)
 	for (int i = 0; i < q->nparams; i++) {
 		values[i] = q->params[i];
 	}
+	if (q->sent != NULL) {
+		/* Before the bytes leave: a caller that learns of it later
+		 * could let in a request that the answer does not cover. */
+		q->sent(q->arg);
+	}
 	if (!PQsendQueryPrepared(c->pg, stmts[q->stmt].name, q->nparams,
-	        values, NULL, NULL, 0)) {
+	        values, q->lens, q->binary, 0)) {
 		q->next = c->db->head;
 		c->db->head = q;
 		if (c->db->tail == &c->db->head) {
@@ -423,7 +538,7 @@ command_done(conn *c)
 			rv = CM_EINTERNAL;
 		}
 		q->finish(q, rv, rv == CM_OK ? res : NULL);
-		free(q);
+		query_free(q);
 		PQclear(res);
 		pump(c->db);
 		return;
@@ -611,7 +726,7 @@ submit(ps_db *db, query *q)
 {
 	if (db->closing || db->queued >= PS_DB_QUEUE_MAX ||
 	    !any_can_serve(db)) {
-		free(q);
+		query_free(q);
 		return CM_EUNAVAIL;
 	}
 	q->next = NULL;
@@ -624,9 +739,12 @@ submit(ps_db *db, query *q)
 
 /* Looks up product id. Returns CM_OK and later calls cb once, never before
  * returning; or CM_EUNAVAIL (no connection is up) / CM_ENOMEM without
- * calling it. */
+ * calling it. sent (may be NULL) is called with arg just before the query
+ * is written to a connection, possibly more than once when a connection
+ * fails under it, and not at all when it fails before. */
 int
-ps_db_get_product(ps_db *db, int64_t id, ps_db_product_fn cb, void *arg)
+ps_db_get_product(
+    ps_db *db, int64_t id, ps_db_sent_fn sent, ps_db_product_fn cb, void *arg)
 {
 	query *q = calloc(1, sizeof(*q));
 	if (q == NULL) {
@@ -635,9 +753,13 @@ ps_db_get_product(ps_db *db, int64_t id, ps_db_product_fn cb, void *arg)
 	q->stmt = STMT_GET_PRODUCT;
 	q->nparams = 1;
 	q->finish = finish_product;
+	q->sent = sent;
 	q->cb.product = cb;
 	q->arg = arg;
-	snprintf(q->params[0], sizeof(q->params[0]), "%lld", (long long) id);
+	if (set_ll(q, 0, id) != CM_OK) {
+		query_free(q);
+		return CM_ENOMEM;
+	}
 	return submit(db, q);
 }
 
@@ -656,9 +778,95 @@ ps_db_list_products(
 	q->finish = finish_list;
 	q->cb.list = cb;
 	q->arg = arg;
-	snprintf(
-	    q->params[0], sizeof(q->params[0]), "%lld", (long long) after);
-	snprintf(q->params[1], sizeof(q->params[1]), "%d", limit);
+	if (set_ll(q, 0, after) != CM_OK || set_ll(q, 1, limit) != CM_OK) {
+		query_free(q);
+		return CM_ENOMEM;
+	}
+	return submit(db, q);
+}
+
+/* Reserves a product id for a create (nextval of the identity sequence).
+ * Same contract as ps_db_get_product(). */
+int
+ps_db_reserve_id(ps_db *db, ps_db_id_fn cb, void *arg)
+{
+	query *q = calloc(1, sizeof(*q));
+	if (q == NULL) {
+		return CM_ENOMEM;
+	}
+	q->stmt = STMT_RESERVE_ID;
+	q->nparams = 0;
+	q->finish = finish_id;
+	q->cb.id = cb;
+	q->arg = arg;
+	return submit(db, q);
+}
+
+static const char *
+write_op(Catalog__Method m)
+{
+	switch (m) {
+	case CATALOG__METHOD__METHOD_CREATE_PRODUCT:
+		return "create";
+	case CATALOG__METHOD__METHOD_REPLACE_PRODUCT:
+		return "replace";
+	case CATALOG__METHOD__METHOD_PATCH_PRODUCT:
+		return "patch";
+	case CATALOG__METHOD__METHOD_DELETE_PRODUCT:
+		return "delete";
+	default:
+		return NULL;
+	}
+}
+
+/* Runs one write through catalog_write() (its own transaction). Copies
+ * what it needs from a. Same contract as ps_db_get_product(), plus
+ * CM_EINVAL (not a write method) without calling cb. */
+int
+ps_db_write(ps_db *db, const ps_db_write_args *a, ps_db_write_fn cb, void *arg)
+{
+	const Catalog__ProductInput *in = a->input;
+	const char                  *op = write_op(a->method);
+	query                       *q;
+	int                          rv = CM_OK;
+
+	if (op == NULL) {
+		return CM_EINVAL;
+	}
+	if ((q = calloc(1, sizeof(*q))) == NULL) {
+		return CM_ENOMEM;
+	}
+	q->stmt = STMT_WRITE;
+	q->nparams = WRITE_PARAMS;
+	q->finish = finish_write;
+	q->cb.write = cb;
+	q->arg = arg;
+	/* Each set_ returns CM_OK (0) or CM_ENOMEM: or-ing keeps any failure.
+	 */
+	rv |= set_text(q, 0, op);
+	rv |= set_ll(q, 1, a->id);
+	rv |= set_ll(q, 2, a->if_match);
+	if (a->idem_key != NULL) {
+		rv |= set_text(q, 3, a->idem_key);
+		rv |= set_param(
+		    q, WRITE_FP_PARAM, a->fingerprint, a->fingerprint_len, 1);
+	}
+	if (in != NULL) {
+		rv |= set_text(q, 5, in->sku);
+		rv |= set_text(q, 6, in->name);
+		rv |= set_text(q, 7, in->description);
+		rv |= set_ll(q, 8, in->price_cents);
+		rv |= set_text(q, 9, in->currency);
+		rv |= set_ll(q, 10, in->stock);
+		rv |= set_ll(q, 11, (long long) in->mask);
+	} else {
+		rv |= set_ll(q, 11, 0);
+	}
+	rv |= set_ll(q, 12, a->idem_ttl_s);
+	if (rv != CM_OK) {
+		query_free(q);
+		return CM_ENOMEM;
+	}
 	return submit(db, q);
 }
 

@@ -4,6 +4,13 @@
  * id; the first joiner (the leader) starts the read, and when it completes
  * the leader takes every waiter and answers them all. The table belongs to
  * one loop thread and takes no locks.
+ *
+ * A flight is joinable only until its query is sent (ps_flights_sent): a
+ * query sent before a write committed may return the old version, which a
+ * request that started after the write returned must not receive. Requests
+ * arriving later wait on the flight's second list and, once the leader
+ * takes the flight, look in the cache again (docs/consistency.md,
+ * "Single-flight without stale joins").
  */
 #include <stdlib.h>
 
@@ -13,8 +20,11 @@
 struct ps_flight {
 	int64_t    id;
 	ps_flight *next; /* bucket chain */
-	ps_waiter *head; /* waiters in arrival order */
+	ps_waiter *head; /* joined waiters in arrival order */
 	ps_waiter *tail;
+	ps_waiter *later; /* arrived after the query was sent */
+	ps_waiter *later_tail;
+	int        sent; /* the query has been sent: no more joins */
 };
 
 #define INITIAL_BUCKETS 64
@@ -84,24 +94,46 @@ grow(ps_flights *t)
 	t->nbuckets = n;
 }
 
+static ps_flight *
+find(const ps_flights *t, int64_t id)
+{
+	ps_flight *f = t->buckets[bucket_of(id, t->nbuckets)];
+
+	while (f != NULL && f->id != id) {
+		f = f->next;
+	}
+	return f;
+}
+
 /* Adds waiter w to the flight for id, creating the flight when there is
- * none. Sets *leader to 1 when this call created it: the caller must then
- * start the read and later call ps_flights_take(). Returns CM_OK, or
- * CM_ENOMEM (w was not added). */
+ * none. Sets *role to PS_FLIGHT_LEADER when this call created it (the
+ * caller must then start the read, call ps_flights_sent() just before the
+ * query goes out, and later ps_flights_take()); PS_FLIGHT_JOINED when w
+ * will share the flight's answer; PS_FLIGHT_WAIT when the flight's query
+ * was already sent, so w must look again once the flight ends. Returns
+ * CM_OK, or CM_ENOMEM (w was not added). */
 int
-ps_flights_join(ps_flights *t, int64_t id, ps_waiter *w, int *leader)
+ps_flights_join(ps_flights *t, int64_t id, ps_waiter *w, int *role)
 {
 	size_t     k = bucket_of(id, t->nbuckets);
 	ps_flight *f;
 
 	w->next = NULL;
-	for (f = t->buckets[k]; f != NULL; f = f->next) {
-		if (f->id == id) {
+	if ((f = find(t, id)) != NULL) {
+		if (f->sent) {
+			if (f->later == NULL) {
+				f->later = w;
+			} else {
+				f->later_tail->next = w;
+			}
+			f->later_tail = w;
+			*role = PS_FLIGHT_WAIT;
+		} else {
 			f->tail->next = w;
 			f->tail = w;
-			*leader = 0;
-			return CM_OK;
+			*role = PS_FLIGHT_JOINED;
 		}
+		return CM_OK;
 	}
 	if ((f = malloc(sizeof(*f))) == NULL) {
 		return CM_ENOMEM;
@@ -109,28 +141,53 @@ ps_flights_join(ps_flights *t, int64_t id, ps_waiter *w, int *leader)
 	f->id = id;
 	f->head = w;
 	f->tail = w;
+	f->later = NULL;
+	f->later_tail = NULL;
+	f->sent = 0;
 	f->next = t->buckets[k];
 	t->buckets[k] = f;
-	*leader = 1;
+	*role = PS_FLIGHT_LEADER;
 	if (++t->count > t->nbuckets) {
 		grow(t);
 	}
 	return CM_OK;
 }
 
-/* Removes the flight for id and returns its waiters as a list linked by
- * next, in arrival order, or NULL when there is no such flight. Waiters
- * that join after this call start a new flight. */
+/* Closes the flight for id to joiners: its query is being sent. Returns
+ * CM_OK, or CM_ENOTFOUND when there is no such flight. */
+int
+ps_flights_sent(ps_flights *t, int64_t id)
+{
+	ps_flight *f = find(t, id);
+
+	if (f == NULL) {
+		return CM_ENOTFOUND;
+	}
+	f->sent = 1;
+	return CM_OK;
+}
+
+/* Removes the flight for id and returns its joined waiters as a list
+ * linked by next, in arrival order, or NULL when there is no such flight.
+ * When later is not NULL, *later gets the waiters that arrived after the
+ * query was sent (NULL when none), to look again; the caller owns both
+ * lists. Waiters that join after this call start a new flight. */
 ps_waiter *
-ps_flights_take(ps_flights *t, int64_t id)
+ps_flights_take(ps_flights *t, int64_t id, ps_waiter **later)
 {
 	size_t      k = bucket_of(id, t->nbuckets);
 	ps_flight **pp;
 
+	if (later != NULL) {
+		*later = NULL;
+	}
 	for (pp = &t->buckets[k]; *pp != NULL; pp = &(*pp)->next) {
 		ps_flight *f = *pp;
 		if (f->id == id) {
 			ps_waiter *head = f->head;
+			if (later != NULL) {
+				*later = f->later;
+			}
 			*pp = f->next;
 			free(f);
 			t->count--;

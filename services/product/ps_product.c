@@ -1,11 +1,20 @@
-/* ps_product.c - answers one product request: the cache-aside read path,
- * single-flight database reads, listing, and the status of each outcome.
+/* ps_product.c - answers one product request: the cache-aside read path
+ * with leases, single-flight database reads, listing, and the status of
+ * each outcome; writes go to ps_write.c.
+ *
+ * The read path follows docs/consistency.md, "Order of operations": GET the
+ * entry; on a miss join the id's flight, whose leader asks for a lease.
+ * granted: read PostgreSQL, answer, fill with the token. fenced: read and
+ * answer, no fill. busy: poll the entry every PS_POLL_MS for up to
+ * PS_POLL_MAX_MS, then read without a fill. Redis unusable: read, BYPASS.
  *
  * This file calls only the ps_ interfaces (ps_cache_*, ps_db_*, ps_worker_*,
  * ps_flights_*), never hiredis, libpq, NNG or libevent themselves. Every
  * function here runs on the worker's loop thread.
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cm.h"
 #include "cm_log.h"
@@ -22,7 +31,14 @@ typedef struct call {
 	void                   *arg;
 	int                     limit; /* LIST */
 	int64_t                 start_us;
+	/* The leader of a flight only: */
+	int     may_fill; /* holds the lease: fill after the read */
+	int64_t poll_until_us;
+	char    token[PS_CACHE_TOKEN_LEN + 1];
 } call;
+
+#define PS_POLL_MS     10  /* busy: poll the entry this often ... */
+#define PS_POLL_MAX_MS 200 /* ... for this long, then read PostgreSQL */
 
 /* A cache fill waiting for the test hook's delay. */
 typedef struct fill {
@@ -32,6 +48,7 @@ typedef struct fill {
 	uint8_t   *val;
 	size_t     len;
 	long long  ttl_ms;
+	char       token[PS_CACHE_TOKEN_LEN + 1];
 } fill;
 
 static const char *
@@ -130,16 +147,16 @@ answer_error(call *k, int rv)
 /* ---- cache fill ---- */
 
 static void
-fill_send(ps_worker *w, int64_t id, int version, const uint8_t *val,
-    size_t len, long long ttl_ms)
+fill_send(ps_worker *w, int64_t id, const char *token, int version,
+    const uint8_t *val, size_t len, long long ttl_ms)
 {
 	int rv;
 
 	if (w->stopping) {
 		return;
 	}
-	rv =
-	    ps_cache_fill(w->cache, id, version, val, len, ttl_ms, NULL, NULL);
+	rv = ps_cache_fill(
+	    w->cache, id, token, version, val, len, ttl_ms, NULL, NULL);
 	if (rv != CM_OK) {
 		CM_DEBUG("PS-FILL-SKIP", NULL, "product:%lld: %s",
 		    (long long) id, cm_strerror(rv));
@@ -151,15 +168,18 @@ static void
 fill_later(void *arg)
 {
 	fill *f = arg;
-	fill_send(f->w, f->id, f->version, f->val, f->len, f->ttl_ms);
+	fill_send(
+	    f->w, f->id, f->token, f->version, f->val, f->len, f->ttl_ms);
 	free(f->val);
 	free(f);
 }
 #endif
 
-/* Fills product:{id} with p, or with a negative entry when p is NULL. */
+/* Fills product:{id} with p, or with a negative entry when p is NULL,
+ * under the lease token. */
 static void
-start_fill(ps_worker *w, int64_t id, const Catalog__Product *p)
+start_fill(
+    ps_worker *w, int64_t id, const char *token, const Catalog__Product *p)
 {
 	uint8_t  *val;
 	size_t    len;
@@ -176,7 +196,8 @@ start_fill(ps_worker *w, int64_t id, const Catalog__Product *p)
 	if (w->cfg->fill_delay_ms > 0) {
 		fill *f = malloc(sizeof(*f));
 		if (f != NULL) {
-			*f = (fill) {w, id, version, val, len, ttl_ms};
+			*f = (fill) {w, id, version, val, len, ttl_ms, ""};
+			snprintf(f->token, sizeof(f->token), "%s", token);
 			if (ps_worker_after(w, w->cfg->fill_delay_ms,
 			        fill_later, f) == CM_OK) {
 				return;
@@ -185,30 +206,77 @@ start_fill(ps_worker *w, int64_t id, const Catalog__Product *p)
 		}
 	}
 #endif
-	fill_send(w, id, version, val, len, ttl_ms);
+	fill_send(w, id, token, version, val, len, ttl_ms);
 	free(val);
 }
 
 /* ---- GET ---- */
 
-/* The database answered the flight for the leader's id: answer every
- * waiter, then fill the cache once if any waiter had missed it (a bypass
- * means Redis is unusable right now). Takes ownership of p. */
-static void
-on_db_product(void *arg, int rv, Catalog__Product *p)
+static void get_product(call *k);
+
+/* Answers k from a cache entry it owns nothing of: a positive entry, a
+ * negative one, or (malformed) nothing. Returns CM_OK when k was answered
+ * and finished, CM_EPROTO when the entry is malformed (k untouched). */
+static int
+answer_entry(call *k, const uint8_t *data, size_t len)
 {
-	call      *lead = arg;
+	Catalog__Product *p = NULL;
+	int               version;
+	int               rv = ps_entry_decode(data, len, &p, &version);
+
+	if (rv == CM_ENOTFOUND) {
+		k->rsp->cache = CATALOG__CACHE_OUTCOME__CACHE_HIT;
+		set_status(k->rsp, CATALOG__STATUS__STATUS_NOT_FOUND,
+		    "no such product");
+		finish(k);
+		return CM_OK;
+	}
+	if (rv != CM_OK || p->id != k->rq->id) {
+		CM_WARN("PS-CACHE-BAD", k->rq->request_id,
+		    "product:%lld holds a malformed entry (%zu bytes)",
+		    (long long) k->rq->id, len);
+		ps_msg_product_free(p);
+		return CM_EPROTO;
+	}
+	k->rsp->cache = CATALOG__CACHE_OUTCOME__CACHE_HIT;
+	answer_product(k, p);
+	finish(k);
+	return CM_OK;
+}
+
+/* Ends the flight that lead leads. With data (an entry the flight read from
+ * Redis) every waiter is answered from it; otherwise from the database
+ * result rv / p (taken), and the cache is filled when the leader holds the
+ * lease. Waiters that arrived after the query was sent look again. */
+static void
+flight_end(
+    call *lead, const uint8_t *data, size_t len, int rv, Catalog__Product *p)
+{
 	ps_worker *w = lead->w;
 	int64_t    id = lead->rq->id;
-	ps_waiter *wt = ps_flights_take(&w->flights, id);
-	int        miss = 0, n = 0;
+	int        may_fill = lead->may_fill && data == NULL && rv == CM_OK;
+	char       token[PS_CACHE_TOKEN_LEN + 1];
+	ps_waiter *later;
+	ps_waiter *wt = ps_flights_take(&w->flights, id, &later);
+	int        n = 0;
 
+	memcpy(token, lead->token, sizeof(token));
 	while (wt != NULL) {
 		call *k = (call *) wt;
 		wt = wt->next;
 		n++;
-		if (k->rsp->cache == CATALOG__CACHE_OUTCOME__CACHE_MISS) {
-			miss = 1;
+		if (data != NULL) {
+			if (k->rsp->cache ==
+			    CATALOG__CACHE_OUTCOME__CACHE_BYPASS) {
+				/* Its own GET failed, so it may have begun
+				 * after the flight's read: look again. */
+				k->wait.next = later;
+				later = &k->wait;
+			} else if (answer_entry(k, data, len) != CM_OK) {
+				answer_error(k, CM_EPROTO);
+				finish(k);
+			}
+			continue;
 		}
 		if (rv != CM_OK) {
 			answer_error(k, rv);
@@ -229,19 +297,146 @@ on_db_product(void *arg, int rv, Catalog__Product *p)
 		CM_DEBUG("PS-FLIGHT", NULL, "product %lld: one read for %d",
 		    (long long) id, n);
 	}
-	if (rv == CM_OK && miss) {
-		start_fill(w, id, p);
+	if (may_fill) {
+		start_fill(w, id, token, p);
 	}
 	ps_msg_product_free(p);
+	while (later != NULL) {
+		call *k = (call *) later;
+		later = later->next;
+		get_product(k);
+	}
 }
 
-/* Reads the product from PostgreSQL, sharing the read with every request
- * for the same id already waiting on this thread. */
 static void
-read_db(call *k, Catalog__CacheOutcome outcome)
+on_flight_sent(void *arg)
+{
+	call *lead = arg;
+
+	(void) ps_flights_sent(&lead->w->flights, lead->rq->id);
+}
+
+static void
+on_flight_db(void *arg, int rv, Catalog__Product *p)
+{
+	flight_end(arg, NULL, 0, rv, p);
+}
+
+/* The leader reads PostgreSQL for its flight; it fills afterwards only when
+ * lead->may_fill is set. */
+static void
+flight_select(call *lead)
+{
+	ps_worker *w = lead->w;
+	int        rv;
+
+	if (w->stopping) {
+		flight_end(lead, NULL, 0, CM_EUNAVAIL, NULL);
+		return;
+	}
+	rv = ps_db_get_product(
+	    w->db, lead->rq->id, on_flight_sent, on_flight_db, lead);
+	if (rv != CM_OK) {
+		flight_end(lead, NULL, 0, rv, NULL);
+	}
+}
+
+static void poll_later(call *lead);
+
+/* An entry read by the flight (lease hit, or a poll): answer everyone from
+ * it, or read PostgreSQL when it is malformed. */
+static void
+flight_entry(call *lead, const uint8_t *data, size_t len)
+{
+	Catalog__Product *p = NULL;
+	int               version;
+	int               rv = ps_entry_decode(data, len, &p, &version);
+	int ok = rv == CM_ENOTFOUND || (rv == CM_OK && p->id == lead->rq->id);
+
+	ps_msg_product_free(p);
+	if (ok) {
+		flight_end(lead, data, len, CM_OK, NULL);
+		return;
+	}
+	CM_WARN("PS-CACHE-BAD", lead->rq->request_id,
+	    "product:%lld holds a malformed entry (%zu bytes)",
+	    (long long) lead->rq->id, len);
+	flight_select(lead);
+}
+
+static void
+on_poll(void *arg, int rv, const uint8_t *data, size_t len)
+{
+	call *lead = arg;
+
+	if (rv != CM_OK) {
+		flight_select(lead);
+	} else if (data != NULL) {
+		flight_entry(lead, data, len);
+	} else if (cm_mono_us() >= lead->poll_until_us) {
+		/* The other reader is slow: read without filling. */
+		flight_select(lead);
+	} else {
+		poll_later(lead);
+	}
+}
+
+static void
+poll_cb(void *arg)
+{
+	call *lead = arg;
+
+	if (lead->w->stopping ||
+	    ps_cache_get(lead->w->cache, lead->rq->id, on_poll, lead) !=
+	        CM_OK) {
+		flight_select(lead);
+	}
+}
+
+static void
+poll_later(call *lead)
+{
+	if (ps_worker_after(lead->w, PS_POLL_MS, poll_cb, lead) != CM_OK) {
+		flight_select(lead);
+	}
+}
+
+static void
+on_lease(void *arg, int rv, int outcome, const uint8_t *data, size_t len)
+{
+	call *lead = arg;
+
+	if (rv != CM_OK) {
+		flight_select(lead); /* Redis unusable: no fill */
+		return;
+	}
+	switch (outcome) {
+	case PS_LEASE_HIT:
+		flight_entry(lead, data, len);
+		break;
+	case PS_LEASE_GRANTED:
+		lead->may_fill = 1;
+		flight_select(lead);
+		break;
+	case PS_LEASE_FENCED:
+		flight_select(lead);
+		break;
+	default: /* busy: another reader, on any replica, is filling */
+		lead->poll_until_us = cm_mono_us() + PS_POLL_MAX_MS * 1000;
+		poll_later(lead);
+		break;
+	}
+}
+
+/* Reads the product for k, sharing the work with every request for the
+ * same id on this thread whose flight has not sent its query yet. The
+ * leader of a flight asks for a lease first, unless Redis already failed
+ * (outcome BYPASS). */
+static void
+join_flight(call *k, Catalog__CacheOutcome outcome)
 {
 	ps_worker *w = k->w;
-	int        leader, rv;
+	int        role, rv;
 
 	k->rsp->cache = outcome;
 	if (w->stopping) {
@@ -249,55 +444,46 @@ read_db(call *k, Catalog__CacheOutcome outcome)
 		finish(k);
 		return;
 	}
-	if (ps_flights_join(&w->flights, k->rq->id, &k->wait, &leader) !=
+	if (ps_flights_join(&w->flights, k->rq->id, &k->wait, &role) !=
 	    CM_OK) {
 		answer_error(k, CM_ENOMEM);
 		finish(k);
 		return;
 	}
-	if (!leader) {
+	if (role != PS_FLIGHT_LEADER) {
+		return; /* answered, or sent to look again, by the leader */
+	}
+	k->may_fill = 0;
+	if (outcome == CATALOG__CACHE_OUTCOME__CACHE_BYPASS) {
+		flight_select(k);
 		return;
 	}
-	if ((rv = ps_db_get_product(w->db, k->rq->id, on_db_product, k)) !=
-	    CM_OK) {
-		on_db_product(k, rv, NULL);
+	snprintf(k->token, sizeof(k->token), "%016llx%016llx",
+	    (unsigned long long) ps_worker_rand(w),
+	    (unsigned long long) ps_worker_rand(w));
+	rv = ps_cache_lease(
+	    w->cache, k->rq->id, k->token, w->cfg->lease_ms, on_lease, k);
+	if (rv != CM_OK) {
+		flight_select(k);
 	}
 }
 
 static void
 on_cache_get(void *arg, int rv, const uint8_t *data, size_t len)
 {
-	call             *k = arg;
-	Catalog__Product *p = NULL;
-	int               version;
+	call *k = arg;
 
 	if (rv != CM_OK) {
-		read_db(k, CATALOG__CACHE_OUTCOME__CACHE_BYPASS);
+		join_flight(k, CATALOG__CACHE_OUTCOME__CACHE_BYPASS);
 		return;
 	}
 	if (data == NULL) {
-		read_db(k, CATALOG__CACHE_OUTCOME__CACHE_MISS);
+		join_flight(k, CATALOG__CACHE_OUTCOME__CACHE_MISS);
 		return;
 	}
-	rv = ps_entry_decode(data, len, &p, &version);
-	if (rv == CM_ENOTFOUND) {
-		k->rsp->cache = CATALOG__CACHE_OUTCOME__CACHE_HIT;
-		set_status(k->rsp, CATALOG__STATUS__STATUS_NOT_FOUND,
-		    "no such product");
-		finish(k);
-		return;
+	if (answer_entry(k, data, len) != CM_OK) {
+		join_flight(k, CATALOG__CACHE_OUTCOME__CACHE_MISS);
 	}
-	if (rv != CM_OK || p->id != k->rq->id) {
-		CM_WARN("PS-CACHE-BAD", k->rq->request_id,
-		    "product:%lld holds a malformed entry (%zu bytes)",
-		    (long long) k->rq->id, len);
-		ps_msg_product_free(p);
-		read_db(k, CATALOG__CACHE_OUTCOME__CACHE_MISS);
-		return;
-	}
-	k->rsp->cache = CATALOG__CACHE_OUTCOME__CACHE_HIT;
-	answer_product(k, p);
-	finish(k);
 }
 
 static void
@@ -309,8 +495,9 @@ get_product(call *k)
 		finish(k);
 		return;
 	}
-	if (ps_cache_get(k->w->cache, k->rq->id, on_cache_get, k) != CM_OK) {
-		read_db(k, CATALOG__CACHE_OUTCOME__CACHE_BYPASS);
+	if (k->w->stopping ||
+	    ps_cache_get(k->w->cache, k->rq->id, on_cache_get, k) != CM_OK) {
+		join_flight(k, CATALOG__CACHE_OUTCOME__CACHE_BYPASS);
 	}
 }
 
@@ -418,9 +605,8 @@ ps_product_handle(ps_worker *w, const Catalog__Request *rq,
 	case CATALOG__METHOD__METHOD_REPLACE_PRODUCT:
 	case CATALOG__METHOD__METHOD_PATCH_PRODUCT:
 	case CATALOG__METHOD__METHOD_DELETE_PRODUCT:
-		set_status(
-		    rsp, CATALOG__STATUS__STATUS_INVALID, "not implemented");
-		finish(k);
+		free(k);
+		ps_write_handle(w, rq, rsp, done, arg);
 		break;
 	default:
 		set_status(

@@ -1,4 +1,4 @@
-/* test_ps_cache.c - REDIS_URL parsing and the fill script's text. */
+/* test_ps_cache.c - REDIS_URL parsing and the scripts' text. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -141,16 +141,39 @@ test_cache_url_rejects_long_parts(void **state)
 }
 
 static void
-test_cache_fill_script_rules(void **state)
+test_cache_scripts_shape(void **state)
 {
 	(void) state;
-	/* The script is run by Redis in the integration tests; here only its
-	 * shape: it reads the fence and the entry and sets with PX. */
+	/* Redis runs the scripts in the integration tests and the smoke
+	 * runs; here only the rules of docs/consistency.md they must keep. */
+	/* lease: a hit first, then the fence, then SET NX PX. */
 	assert_non_null(
-	    strstr(ps_cache_fill_lua, "redis.call('GET', KEYS[2])"));
+	    strstr(ps_cache_lease_lua, "redis.call('GET', KEYS[1])"));
 	assert_non_null(
-	    strstr(ps_cache_fill_lua, "redis.call('GET', KEYS[1])"));
-	assert_non_null(strstr(ps_cache_fill_lua, "'PX', ARGV[3]"));
+	    strstr(ps_cache_lease_lua, "redis.call('EXISTS', KEYS[3])"));
+	assert_non_null(strstr(ps_cache_lease_lua, "'NX', 'PX', ARGV[2]"));
+	assert_true(strstr(ps_cache_lease_lua, "EXISTS") <
+	    strstr(ps_cache_lease_lua, "'NX'"));
+	/* fill: only with the caller's lease, which it then gives up. */
+	assert_non_null(strstr(
+	    ps_cache_fill_lua, "redis.call('GET', KEYS[2]) ~= ARGV[1]"));
+	assert_non_null(
+	    strstr(ps_cache_fill_lua, "redis.call('DEL', KEYS[2])"));
+	assert_non_null(strstr(ps_cache_fill_lua, "'PX', ARGV[4]"));
+	/* begin-write: INCR, PEXPIRE, DEL entry and lease. */
+	assert_non_null(
+	    strstr(ps_cache_begin_write_lua, "redis.call('INCR', KEYS[3])"));
+	assert_non_null(strstr(ps_cache_begin_write_lua,
+	    "redis.call('PEXPIRE', KEYS[3], ARGV[1])"));
+	assert_non_null(strstr(
+	    ps_cache_begin_write_lua, "redis.call('DEL', KEYS[1], KEYS[2])"));
+	/* end-write: DEL entry and lease, DECR, DEL the fence at 0. */
+	assert_non_null(strstr(
+	    ps_cache_end_write_lua, "redis.call('DEL', KEYS[1], KEYS[2])"));
+	assert_non_null(
+	    strstr(ps_cache_end_write_lua, "redis.call('DECR', KEYS[3])"));
+	assert_non_null(
+	    strstr(ps_cache_end_write_lua, "redis.call('DEL', KEYS[3])"));
 }
 
 int
@@ -165,7 +188,7 @@ main(void)
 	    cmocka_unit_test(test_cache_url_ipv6),
 	    cmocka_unit_test(test_cache_url_rejects_bad),
 	    cmocka_unit_test(test_cache_url_rejects_long_parts),
-	    cmocka_unit_test(test_cache_fill_script_rules),
+	    cmocka_unit_test(test_cache_scripts_shape),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
