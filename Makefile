@@ -164,6 +164,13 @@ bench-smoke: bench-deps
 	@$(MAKE) --no-print-directory bench-bin
 	@BUILD=$(BUILD) bash bench/bench.sh smoke
 
+# make top: request rate, 5xx share, p99 and cache hit ratio of the
+# gateway that `make run` started, scraped from its admin /metrics every
+# second (deploy/top.sh; TOP_ITERATIONS=N stops after N rows).
+.PHONY: top
+top:
+	@bash deploy/top.sh
+
 fmt:
 	clang-format -i $(COMMON_SRC) common/*.h gateway/*.[ch] \
 		services/product/*.[ch] $(UNIT_SRC) tests/integration/*.[ch]
@@ -174,5 +181,22 @@ lint:
 
 clean:
 	rm -rf build build-san
+
+# --- containers and Kubernetes (deploy/docker, deploy/compose.yaml, k8s/) ---
+#   make images          gateway and product-service images (podman; the
+#                        Debian base is debootstrapped locally, cached in var/)
+#   make container-test  images, then the compose stack end to end, torn down
+#   make k8s-check       renders k8s/ overlays; schema, policy, self-test
+.PHONY: images container-test k8s-check
+images:
+	@bash deploy/docker/images.sh
+
+container-test:
+	@bash deploy/docker/container-test.sh
+
+k8s-check: $(BIN)/gateway $(BIN)/product-service
+	@GATEWAY_BIN=$(BIN)/gateway PRODUCT_BIN=$(BIN)/product-service \
+		bash tests/deploy/k8s-check.sh
+# --- end of containers and Kubernetes ---
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
