@@ -108,7 +108,7 @@ run: deps all
 	@BUILD=$(BUILD) bash deploy/run-local.sh
 
 test: deps
-	@$(MAKE) --no-print-directory test-unit test-integration
+	@$(MAKE) --no-print-directory test-unit k8s-check test-integration
 
 test-unit: $(UNIT_BIN) openapi-check
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done

@@ -6,6 +6,12 @@ set -euo pipefail
 PKGS=(build-essential pkg-config libevent-dev libhiredis-dev libpq-dev
 	libjson-c-dev libprotobuf-c-dev protobuf-c-compiler libnng-dev
 	libcmocka-dev redis-server postgresql postgresql-contrib curl)
+if [ "${WITH_CONTAINERS:-0}" = 1 ]; then
+	# podman with runc (this sandbox refuses crun's cgroup mode); netavark,
+	# aardvark-dns and iptables are only recommends, so name them.
+	PKGS+=(podman runc netavark aardvark-dns iptables podman-compose
+		debootstrap)
+fi
 if [ "${WITH_BENCH:-0}" = 1 ]; then
 	PKGS+=(wrk gnuplot-nox)
 fi
