@@ -226,6 +226,59 @@ int gw_json_problem_fields(gw_buf *b, const char *detail,
 const char *gw_json_problem_slug(int status);
 const char *gw_json_problem_title(int status);
 
+/* ---- gw_discovery.c: upstream entries to endpoint URLs (evdns) ---- */
+
+#define GW_URL_MAX 300
+
+typedef struct gw_disc gw_disc;
+
+/* A name lookup that tests put in place of DNS: sets *addrs to n malloc'd
+ * IP address strings (freed with gw_rpc_urls_free()) for host, family
+ * being AF_UNSPEC, AF_INET or AF_INET6, and returns CM_OK; or returns an
+ * error, which keeps the last known addresses. */
+typedef int (*gw_disc_resolve_fn)(
+    void *arg, const char *host, int family, char ***addrs, size_t *n);
+
+/* Told on the loop thread the complete, sorted URL set of entry `entry`
+ * after each successful resolution (and once at start for an entry that is
+ * not a name). The strings are valid during the call only. */
+typedef void (*gw_disc_update_fn)(
+    void *arg, size_t entry, char *const *urls, size_t n);
+
+typedef struct gw_disc_opts {
+	int         interval_s;     /* between resolutions */
+	const char *dns_servers;    /* "ip[:port],...", NULL: resolv.conf */
+	gw_disc_resolve_fn resolve; /* NULL: DNS */
+	void              *resolve_arg;
+} gw_disc_opts;
+
+/* Returns 1 when url is tcp://, tcp4:// or tcp6:// with a host name (not
+ * an IP literal) and a numeric port, and then fills scheme, host and port;
+ * else 0 (the URL is dialed as it is). */
+int gw_disc_parse(const char *url, char *scheme, size_t slen, char *host,
+    size_t hlen, char *port, size_t plen);
+
+/* Prepares discovery of entries[0..n) on base. Returns CM_OK and *out, or
+ * CM_EINVAL (bad o->dns_servers) or CM_ENOMEM with a message in err. Free
+ * with gw_disc_free(). */
+int gw_disc_new(gw_disc **out, struct event_base *base, char *const *entries,
+    size_t n, const gw_disc_opts *o, gw_disc_update_fn update, void *arg,
+    char *err, size_t errlen);
+
+/* Reports the entries that are not names at once, and schedules the first
+ * resolution of the names for when the loop runs. */
+void gw_disc_start(gw_disc *d);
+
+/* Resolves every name now (a lookup still running is left to finish). */
+void gw_disc_refresh(gw_disc *d);
+
+/* Returns 1 when entry is a name to resolve. */
+int gw_disc_is_name(const gw_disc *d, size_t entry);
+
+/* Cancels lookups in progress and frees d; gw_disc_free(NULL) does
+ * nothing. */
+void gw_disc_free(gw_disc *d);
+
 /* ---- gw_rpc.c: product RPCs over NNG ---- */
 
 typedef struct gw_rpc gw_rpc;
@@ -244,6 +297,9 @@ typedef struct gw_rpc_req {
 	const Catalog__ProductInput *input;
 	int32_t                      if_match_version;
 	const char                  *idempotency_key;
+	/* W3C traceparent to send in Request.traceparent (this hop's span
+	 * as parent), or NULL. Borrowed like input. */
+	const char *traceparent;
 } gw_rpc_req;
 
 /* The outcome handed to a gw_rpc_cb. */
@@ -252,19 +308,68 @@ typedef struct gw_rpc_res {
 	            CM_EUNAVAIL (no replica reachable, or shutting down),
 	            CM_EPROTO (a reply that does not decode) */
 	const Catalog__Response *resp;     /* valid during the callback only */
-	const char              *upstream; /* URL of the last try, or NULL */
-	int                      retries;  /* tries after the first */
+	const char              *upstream; /* endpoint URL of the last try
+	                                       (a resolved address), or NULL */
+	int retries;                       /* tries after the first */
 } gw_rpc_res;
 
 /* Runs on the loop thread that called gw_rpc_call(), exactly once. */
 typedef void (*gw_rpc_cb)(const gw_rpc_res *res, void *arg);
 
-/* Opens one req0 socket per URL in upstreams (comma-separated) for the loop
- * of base, dialing in the background. Returns CM_OK and *out, CM_EINVAL with
- * a message in err for a bad list or URL, or CM_ENOMEM. The caller frees
- * *out with gw_rpc_free(). */
-int gw_rpc_new(gw_rpc **out, struct event_base *base, const char *upstreams,
+/* Settings of one loop's gw_rpc; gw_rpc_opts_init() fills the defaults. */
+typedef struct gw_rpc_opts {
+	const char *upstreams;  /* GATEWAY_UPSTREAMS (required) */
+	int         loop;       /* 1-based loop number: metrics shard and
+	                           logs; 0 leaves the thread's shard alone */
+	int try_timeout_ms;     /* GATEWAY_TRY_TIMEOUT_MS */
+	int eject_after;        /* GATEWAY_EJECT_AFTER */
+	int resolve_interval_s; /* GATEWAY_RESOLVE_INTERVAL_S */
+	const char
+	    *dns_servers; /* GATEWAY_DNS_SERVERS; NULL or "": resolv.conf
+	                   */
+	/* Tests: answers name lookups instead of DNS (see gw_disc_opts). */
+	gw_disc_resolve_fn resolve;
+	void              *resolve_arg;
+} gw_rpc_opts;
+
+#define GW_TRY_TIMEOUT_MS_DEF   500
+#define GW_EJECT_AFTER_DEF      3
+#define GW_RESOLVE_INTERVAL_DEF 5
+
+void gw_rpc_opts_init(gw_rpc_opts *o);
+
+/* Registers the gateway_upstream_* metric families, labelled by the
+ * entries of upstreams (GATEWAY_UPSTREAMS). Call once, after
+ * cm_metrics_init() and before any loop runs. Without it nothing is
+ * recorded. Returns CM_OK (also for a bad list, which registers nothing:
+ * gw_rpc_new() reports it) or CM_ENOMEM. */
+int gw_rpc_metrics_init(const char *upstreams);
+
+/* Opens the RPC layer of the loop of base: one NNG req0 socket and dialer
+ * per endpoint, an endpoint being each address that an entry of
+ * o->upstreams stands for (an IP literal or inproc/ipc URL itself; a DNS
+ * name every address it resolves to, resolved again every
+ * o->resolve_interval_s on the loop). Dials in the background. Returns
+ * CM_OK and *out, CM_EINVAL with a message in err for a bad list, URL or
+ * DNS server, or CM_ENOMEM. The caller frees *out with gw_rpc_free(). */
+int gw_rpc_new(gw_rpc **out, struct event_base *base, const gw_rpc_opts *o,
     char *err, size_t errlen);
+
+/* Resolves the DNS entries now instead of at the next interval (tests). */
+void gw_rpc_resolve_now(gw_rpc *rpc);
+
+/* State of the endpoint with this URL: GW_EP_NONE when there is none. */
+typedef enum gw_ep_state {
+	GW_EP_NONE = 0,
+	GW_EP_HEALTHY, /* connected and not ejected */
+	GW_EP_EJECTED, /* an outlier, waiting for its probe */
+	GW_EP_DOWN,    /* not connected */
+} gw_ep_state;
+
+gw_ep_state gw_rpc_endpoint_state(gw_rpc *rpc, const char *url);
+
+/* Number of endpoints of rpc, and in *healthy how many are healthy. */
+size_t gw_rpc_endpoint_count(gw_rpc *rpc, size_t *healthy);
 
 /* Starts req; cb(res, arg) runs later on the loop thread. Returns CM_OK, or
  * an error without ever calling cb. */
@@ -308,9 +413,15 @@ int gw_http_listen(
 int gw_http_new(gw_http **out, struct event_base *base, int fd, gw_rpc *rpc,
     int timeout_ms, size_t max_body);
 
+/* Requests this server works on at once; past it a request gets 503 with
+ * Retry-After: 1 at once (counted as rejected, reason overload). The
+ * probes /healthz and /readyz are never refused. Default: unlimited. */
+void gw_http_set_max_inflight(gw_http *h, int max);
+
 /* Starts a graceful stop on the loop thread: closes the listening socket,
- * answers what is pending (with "Connection: close"), and calls idle(arg)
- * once no request is pending - at once when none is. */
+ * answers what is pending (with "Connection: close"), refuses requests
+ * that arrive later on open connections (503, reason draining), and calls
+ * idle(arg) once no request is pending - at once when none is. */
 void gw_http_drain(gw_http *h, void (*idle)(void *), void *arg);
 
 /* Frees the server, its connections and its socket. Call gw_rpc_shutdown()
@@ -320,5 +431,99 @@ void gw_http_free(gw_http *h);
 
 /* HTTP status for a replica's Status (the table in docs/design.md). */
 int gw_http_status_of(int status);
+
+/* ---- gw_metrics.c: Prometheus families (register before threads) ---- */
+
+/* Registers the gateway's families and process gauges. Call once after
+ * cm_metrics_init() and before any loop thread starts. Returns CM_OK or
+ * CM_ENOMEM. */
+int gw_metrics_init(void);
+
+/* The route template used as a label and in access logs
+ * ("/products/{id}"), or "other" for GW_ROUTE_NONE. */
+const char *gw_metrics_route(gw_route_id id);
+
+/* A request arrived (in-flight + 1); and it was answered (in-flight - 1,
+ * the request counter and the duration histogram). */
+void gw_metrics_request_start(void);
+void gw_metrics_request_end(
+    gw_route_id route, unsigned method, int status, double seconds);
+
+/* The cache outcome a replica reported; CACHE_NONE records nothing. */
+void gw_metrics_cache(Catalog__CacheOutcome c);
+
+typedef enum gw_reject {
+	GW_REJECT_OVERLOAD,
+	GW_REJECT_DRAINING,
+} gw_reject;
+
+void gw_metrics_rejected(gw_reject why);
+
+/* Requests in flight over every loop (a sum of atomics: any thread). */
+int64_t gw_metrics_in_flight(void);
+
+/* ---- gw_admin.c: drain state machine (pure but for one flag) ---- */
+
+/* SIGTERM: RUNNING -> DELAY (readyz 503, still serving) -> CLOSE
+ * (listeners closed, in-flight requests finish) -> DONE, or FORCE when
+ * the drain timeout passes first. SIGINT skips DELAY. Another signal
+ * during DELAY ends it at once; another during CLOSE forces the stop. */
+typedef enum gw_drain_phase {
+	GW_DRAIN_RUNNING = 0,
+	GW_DRAIN_DELAY,
+	GW_DRAIN_CLOSE,
+	GW_DRAIN_FORCE,
+} gw_drain_phase;
+
+typedef struct gw_drain {
+	gw_drain_phase phase;
+	int64_t        delay_ms;
+	int64_t        timeout_ms;
+	int64_t        deadline_ms; /* end of DELAY or CLOSE (monotonic) */
+} gw_drain;
+
+/* Starts in RUNNING and marks the process ready (gw_drain_unready() 0). */
+void gw_drain_init(gw_drain *d, int delay_s, int timeout_s);
+
+/* A stop signal (SIGTERM, SIGINT) at now_ms; returns the new phase. The
+ * first one marks the process unready for good. */
+gw_drain_phase gw_drain_signal(gw_drain *d, int sig, int64_t now_ms);
+
+/* Time passed: DELAY or CLOSE past its deadline moves on. Returns the
+ * new phase. */
+gw_drain_phase gw_drain_tick(gw_drain *d, int64_t now_ms);
+
+/* Milliseconds until the current phase's deadline (0 when past), or -1
+ * when no deadline runs (RUNNING, FORCE). */
+int64_t gw_drain_wait_ms(const gw_drain *d, int64_t now_ms);
+
+/* 1 once a stop signal arrived: /readyz answers 503 on both ports and
+ * replies carry Connection: close. Any thread. */
+int gw_drain_unready(void);
+
+/* ---- gw_admin.c: the admin listener (own thread and event base) ---- */
+
+typedef struct gw_admin gw_admin;
+
+/* Serves GET and HEAD /metrics, /healthz and /readyz on the listening
+ * socket fd (taking ownership of it). /readyz borrows the loops' RPC
+ * clients: rpcs[i] runs on bases[i], and a probe is handed to one of them
+ * in turn. Returns CM_OK and *out, or CM_ENOMEM (fd is closed then too).
+ * Free with gw_admin_free(). */
+int gw_admin_new(gw_admin **out, int fd, struct event_base *const *bases,
+    gw_rpc *const *rpcs, int nloops);
+
+/* Runs the admin loop on a thread of its own. Returns CM_OK or
+ * CM_EINTERNAL. */
+int gw_admin_start(gw_admin *a);
+
+/* Stops handing probes to the loops (answering 503 instead). Call before
+ * the loops' bases or RPC clients are freed. */
+void gw_admin_detach_loops(gw_admin *a);
+
+/* Stops the admin loop and joins its thread, then frees everything.
+ * Call after the loops' RPC clients were shut down (which answers any
+ * probe still in them). gw_admin_free(NULL) does nothing. */
+void gw_admin_free(gw_admin *a);
 
 #endif /* GW_H */

@@ -21,6 +21,7 @@
 
 #include "cm.h"
 #include "cm_log.h"
+#include "cm_trace.h"
 #include "gw.h"
 
 #define LOG_PATH_MAX   160
@@ -34,7 +35,8 @@ struct gw_http {
 	gw_rpc                     *rpc;
 	int                         timeout_ms;
 	size_t                      max_body;
-	int                         pending; /* hreqs not yet answered */
+	int                         pending;      /* hreqs not yet answered */
+	int                         max_inflight; /* pending beyond: 503 */
 	int                         draining;
 	void (*idle)(void *);
 	void *idle_arg;
@@ -57,6 +59,9 @@ typedef struct hreq {
 	char                   reqid[65];
 	char                   path[LOG_PATH_MAX + 4];
 	char                   replica[LOG_NAME_MAX + 4];
+	char                   upstream[LOG_NAME_MAX + 4];
+	cm_trace               trace;
+	char                   traceparent[CM_TRACEPARENT_LEN + 1];
 } hreq;
 
 /* ---- pure helpers ---- */
@@ -84,6 +89,7 @@ gw_http_status_of(int status)
 	case CATALOG__STATUS__STATUS_UNPROCESSABLE:
 		return 422;
 	case CATALOG__STATUS__STATUS_UNAVAILABLE:
+	case CATALOG__STATUS__STATUS_DRAINING: /* no other replica took it */
 		return 503;
 	case CATALOG__STATUS__STATUS_DEADLINE_EXCEEDED:
 		return 504;
@@ -263,16 +269,47 @@ on_sent(struct evhttp_request *req, void *arg)
 	request_gone(arg);
 }
 
-/* Sends the reply (headers and whatever is in the output buffer), writes
- * the access line and frees h. The request stops counting as pending once
- * its reply is written out, so that a drain does not cut it off. */
+/* Writes the access line (GW-ACCESS): one structured line a request. */
+static void
+log_access(const hreq *h, int status, int64_t us, size_t bytes, int gone)
+{
+	cm_log_field f[14];
+	size_t       n = 0;
+
+	f[n++] = CM_LF_STR("trace_id", h->trace.trace_id);
+	f[n++] = CM_LF_STR("method", gw_method_name(h->method));
+	f[n++] = CM_LF_STR("route", gw_metrics_route(h->route.id));
+	f[n++] = CM_LF_STR("path", h->path);
+	f[n++] = CM_LF_NUM("status", status);
+	f[n++] = CM_LF_NUM("duration_ms", (double) us / 1000.0);
+	f[n++] = CM_LF_STR("cache", h->cache);
+	f[n++] = CM_LF_STR("replica", h->replica);
+	f[n++] = CM_LF_STR("upstream", h->upstream);
+	f[n++] = CM_LF_NUM("retries", h->retries);
+	f[n++] = CM_LF_NUM("bytes", bytes);
+	if (gone) {
+		f[n++] = CM_LF_STR("client", "gone");
+	}
+	cm_log_fields(CM_LOG_INFO, "GW-ACCESS", h->reqid, f, n);
+}
+
+/* Sends the reply (headers and whatever is in the output buffer), records
+ * the request's metrics, writes the access line and frees h. The request
+ * stops counting as pending once its reply is written out, so that a
+ * drain does not cut it off. From the stop signal on, replies carry
+ * Connection: close, so that keep-alive clients move to another gateway
+ * while this one still serves. */
 static void
 finish(hreq *h, int status)
 {
 	gw_http *srv = h->srv;
 	int      gone = evhttp_request_get_connection(h->req) == NULL;
+	int64_t  us = cm_mono_us() - h->t0_us;
+	size_t   bytes = h->method == GW_M_HEAD
+	      ? 0
+	      : evbuffer_get_length(evhttp_request_get_output_buffer(h->req));
 
-	if (srv->draining) {
+	if (srv->draining || gw_drain_unready()) {
 		add_header(h, "Connection", "close");
 	}
 	if (!gone) {
@@ -286,12 +323,9 @@ finish(hreq *h, int status)
 	/* libevent 2.1 knows no phrase for 422 ("Client Error") */
 	evhttp_send_reply(h->req, status,
 	    status == 422 ? "Unprocessable Content" : NULL, NULL);
-	CM_INFO("GW-ACCESS", h->reqid,
-	    "method=%s path=%s status=%d ms=%.3f cache=%s replica=%s "
-	    "retries=%d%s",
-	    gw_method_name(h->method), h->path, status,
-	    (double) (cm_mono_us() - h->t0_us) / 1000.0, h->cache, h->replica,
-	    h->retries, gone ? " client=gone" : "");
+	gw_metrics_request_end(
+	    h->route.id, h->method, status, (double) us / 1e6);
+	log_access(h, status, us, bytes, gone);
 	if (h->body != NULL) {
 		gw_body_fini(h->body);
 		free(h->body);
@@ -543,6 +577,8 @@ cache_name(Catalog__CacheOutcome c)
 		return "MISS";
 	case CATALOG__CACHE_OUTCOME__CACHE_BYPASS:
 		return "BYPASS";
+	case CATALOG__CACHE_OUTCOME__CACHE_STALE:
+		return "STALE";
 	default:
 		return NULL;
 	}
@@ -563,6 +599,7 @@ on_rpc(const gw_rpc_res *res, void *arg)
 	    ? res->resp->replica
 	    : res->upstream;
 	sanitize(h->replica, LOG_NAME_MAX, name);
+	sanitize(h->upstream, LOG_NAME_MAX, res->upstream);
 	if (res->err != CM_OK) {
 		if (h->route.id == GW_ROUTE_READYZ) {
 			send_problem(h, 503, no_replica);
@@ -578,6 +615,7 @@ on_rpc(const gw_rpc_res *res, void *arg)
 		}
 		return;
 	}
+	gw_metrics_cache(res->resp->cache);
 	if ((cache = cache_name(res->resp->cache)) != NULL) {
 		h->cache = cache;
 		add_header(h, "X-Cache", cache);
@@ -620,6 +658,7 @@ start_rpc(hreq *h, Catalog__Method m, int timeout_ms)
 	r.input = h->body != NULL ? &h->body->input : NULL;
 	r.if_match_version = h->if_match;
 	r.idempotency_key = h->has_idem ? h->idem : NULL;
+	r.traceparent = h->traceparent;
 	if ((rv = gw_rpc_call(h->srv->rpc, &r, on_rpc, h)) != CM_OK) {
 		CM_ERROR("GW-RPC-START", h->reqid, "cannot start an RPC: %s",
 		    cm_strerror(rv));
@@ -813,6 +852,49 @@ route(hreq *h)
 	return 0;
 }
 
+/* Reads the client's traceparent: a valid one continues its trace, else
+ * a new trace starts. Every reply carries this hop's traceparent. */
+static void
+read_trace(hreq *h)
+{
+	const char *tp = evhttp_find_header(
+	    evhttp_request_get_input_headers(h->req), "traceparent");
+
+	if (tp == NULL || cm_trace_parse(tp, &h->trace) != CM_OK) {
+		cm_trace_new(&h->trace);
+	}
+	cm_trace_format(&h->trace, h->traceparent, sizeof(h->traceparent));
+	add_header(h, "traceparent", h->traceparent);
+}
+
+/* Refuses work the loop cannot take: after the listeners closed for a
+ * drain, or past max_inflight. The probes always pass: a busy gateway is
+ * alive, and its readiness is for its own handler to say. Returns 0, or
+ * -1 after replying 503. */
+static int
+admit(hreq *h)
+{
+	gw_http *srv = h->srv;
+
+	if (h->route.id == GW_ROUTE_HEALTHZ ||
+	    h->route.id == GW_ROUTE_READYZ) {
+		return 0;
+	}
+	if (srv->draining) {
+		gw_metrics_rejected(GW_REJECT_DRAINING);
+		add_header(h, "Retry-After", "1");
+		send_problem(h, 503, "the gateway is shutting down");
+		return -1;
+	}
+	if (srv->max_inflight > 0 && srv->pending > srv->max_inflight) {
+		gw_metrics_rejected(GW_REJECT_OVERLOAD);
+		add_header(h, "Retry-After", "1");
+		send_problem(h, 503, "the gateway is overloaded");
+		return -1;
+	}
+	return 0;
+}
+
 static void
 on_request(struct evhttp_request *req, void *arg)
 {
@@ -826,12 +908,14 @@ on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	srv->pending++;
+	gw_metrics_request_start();
 	h->srv = srv;
 	h->req = req;
 	h->t0_us = cm_mono_us();
 	h->cache = "-";
 	h->method = method_of(evhttp_request_get_command(req));
 	strcpy(h->replica, "-");
+	strcpy(h->upstream, "-");
 	sanitize(h->path, LOG_PATH_MAX, evhttp_request_get_uri(req));
 	rid = evhttp_find_header(
 	    evhttp_request_get_input_headers(req), "X-Request-Id");
@@ -841,8 +925,9 @@ on_request(struct evhttp_request *req, void *arg)
 		cm_reqid_new(h->reqid);
 	}
 	add_header(h, "X-Request-Id", h->reqid);
+	read_trace(h);
 
-	if (route(h) != 0) {
+	if (route(h) != 0 || admit(h) != 0) {
 		return;
 	}
 	switch (h->route.id) {
@@ -852,6 +937,10 @@ on_request(struct evhttp_request *req, void *arg)
 		send_json(h, 200, &b);
 		break;
 	case GW_ROUTE_READYZ:
+		if (gw_drain_unready()) {
+			send_problem(h, 503, "the gateway is shutting down");
+			break;
+		}
 		start_rpc(
 		    h, CATALOG__METHOD__METHOD_PING, GW_READY_TIMEOUT_MS);
 		break;
@@ -920,6 +1009,12 @@ gw_http_new(gw_http **out, struct event_base *base, int fd, gw_rpc *rpc,
 	}
 	*out = srv;
 	return CM_OK;
+}
+
+void
+gw_http_set_max_inflight(gw_http *srv, int max)
+{
+	srv->max_inflight = max;
 }
 
 void

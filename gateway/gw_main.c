@@ -1,9 +1,11 @@
 /* gw_main.c - the gateway binary: settings, loop threads, signals. */
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -13,6 +15,7 @@
 #include "cm.h"
 #include "cm_config.h"
 #include "cm_log.h"
+#include "cm_metrics.h"
 #include "gw.h"
 
 static const char *cfg_listen;
@@ -21,6 +24,15 @@ static long long   cfg_timeout_ms;
 static long long   cfg_threads;
 static long long   cfg_max_body;
 static const char *cfg_log_level;
+static const char *cfg_admin_listen;
+static long long   cfg_max_inflight;
+static long long   cfg_drain_delay_s;
+static long long   cfg_drain_timeout_s;
+static const char *cfg_log_format;
+static long long   cfg_try_timeout_ms;
+static long long   cfg_eject_after;
+static long long   cfg_resolve_interval_s;
+static const char *cfg_dns_servers;
 
 static const cm_cfg_opt options[] = {
     {"GATEWAY_LISTEN", CM_CFG_STRING, "0.0.0.0:8080", 0, 0, &cfg_listen,
@@ -29,15 +41,47 @@ static const cm_cfg_opt options[] = {
         "comma-separated NNG URLs of the product-service replicas"},
     {"GATEWAY_TIMEOUT_MS", CM_CFG_INT, "2000", 1, 600000, &cfg_timeout_ms,
         "deadline of one request, retries included (ms)"},
+    {"GATEWAY_TRY_TIMEOUT_MS", CM_CFG_INT, "500", 1, 600000,
+        &cfg_try_timeout_ms,
+        "longest one try of a retryable request (read, keyed write) may "
+        "take before it is abandoned and tried on another replica (ms)"},
+    {"GATEWAY_EJECT_AFTER", CM_CFG_INT, "3", 1, 1000, &cfg_eject_after,
+        "consecutive failures that take a replica out of rotation "
+        "(1 s back-off doubling to 30 s, then one probe)"},
+    {"GATEWAY_RESOLVE_INTERVAL_S", CM_CFG_INT, "5", 1, 3600,
+        &cfg_resolve_interval_s,
+        "seconds between DNS resolutions of upstream host names (every "
+        "address becomes a replica)"},
+    {"GATEWAY_DNS_SERVERS", CM_CFG_STRING, "", 0, 0, &cfg_dns_servers,
+        "comma-separated ip[:port] nameservers; default /etc/resolv.conf"},
     {"GATEWAY_THREADS", CM_CFG_INT, "0", 0, 1024, &cfg_threads,
         "event loop threads; 0 means one per CPU"},
     {"GATEWAY_MAX_BODY_BYTES", CM_CFG_INT, "1048576", 0, 1073741824,
         &cfg_max_body, "largest request body accepted (bytes)"},
     {"LOG_LEVEL", CM_CFG_LEVEL, "info", 0, 0, &cfg_log_level,
         "debug, info, warn or error"},
+    {"GATEWAY_ADMIN_LISTEN", CM_CFG_STRING, "0.0.0.0:9090", 0, 0,
+        &cfg_admin_listen,
+        "admin listen address (/metrics, /healthz, /readyz), host:port"},
+    {"GATEWAY_MAX_INFLIGHT", CM_CFG_INT, "4096", 1, 10000000,
+        &cfg_max_inflight,
+        "requests in progress per process (split evenly over the loops); "
+        "past it 503 with Retry-After: 1"},
+    {"GATEWAY_DRAIN_DELAY_S", CM_CFG_INT, "5", 0, 300, &cfg_drain_delay_s,
+        "after SIGTERM, seconds /readyz answers 503 while requests are "
+        "still served, before the listeners close"},
+    {"GATEWAY_DRAIN_TIMEOUT_S", CM_CFG_INT, "10", 0, 3600,
+        &cfg_drain_timeout_s,
+        "after the listeners close, seconds in-flight requests get to "
+        "finish"},
+    {"LOG_FORMAT", CM_CFG_STRING, "", 0, 0, &cfg_log_format,
+        "json or text; default json when stdout is not a terminal"},
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+/* GATEWAY_MAX_INFLIGHT shared over the loops, rounded up. */
+static int loop_max_inflight;
 
 static const char summary[] =
     "HTTP/1.1 JSON front door of the product catalog; forwards requests "
@@ -54,14 +98,19 @@ typedef struct worker {
 	int                running;
 } worker;
 
+/* Loops whose event_base_dispatch() returned, for the drain to wait on. */
+static atomic_int loops_stopped;
+
 static void *
 worker_main(void *arg)
 {
 	worker *w = arg;
+	cm_metrics_thread_set(w->idx + 1);
 	if (event_base_dispatch(w->base) < 0) {
 		CM_ERROR("GW-LOOP-FAIL", NULL, "loop %d stopped on an error",
 		    w->idx);
 	}
+	atomic_fetch_add(&loops_stopped, 1);
 	return NULL;
 }
 
@@ -87,39 +136,24 @@ stop_loop(void *arg)
 	event_base_loopbreak(w->base);
 }
 
-static void
-force_stop(evutil_socket_t fd, short what, void *arg)
-{
-	worker *w = arg;
-	(void) fd;
-	(void) what;
-	CM_WARN("GW-DRAIN-TIMEOUT", NULL, "loop %d: requests still pending",
-	    w->idx);
-	stop_loop(w);
-}
-
-/* Runs on the worker's loop: stop accepting, let pending requests finish
- * (their deadlines bound the wait), then stop the loop. */
+/* Runs on the worker's loop: stop accepting, let pending requests finish,
+ * then stop the loop. The main thread enforces GATEWAY_DRAIN_TIMEOUT_S. */
 static void
 drain(evutil_socket_t fd, short what, void *arg)
 {
-	worker        *w = arg;
-	struct timeval tv = {0, 0};
-	int64_t        ms = cfg_timeout_ms + 500;
+	worker *w = arg;
 
 	(void) fd;
 	(void) what;
-	tv.tv_sec = (time_t) (ms / 1000);
-	tv.tv_usec = (suseconds_t) (ms % 1000) * 1000;
-	event_base_once(w->base, -1, EV_TIMEOUT, force_stop, w, &tv);
 	gw_http_drain(w->http, stop_loop, w);
 }
 
 static int
 worker_init(worker *w, int idx, const char *host, int *port)
 {
-	char err[256];
-	int  fd, bound, rv;
+	char        err[256];
+	int         fd, bound, rv;
+	gw_rpc_opts ro;
 
 	w->idx = idx;
 	if ((rv = gw_http_listen(
@@ -136,8 +170,15 @@ worker_init(worker *w, int idx, const char *host, int *port)
 		close(fd);
 		return CM_ENOMEM;
 	}
-	if ((rv = gw_rpc_new(&w->rpc, w->base, cfg_upstreams, err,
-	         sizeof(err))) != CM_OK) {
+	gw_rpc_opts_init(&ro);
+	ro.upstreams = cfg_upstreams;
+	ro.loop = idx + 1;
+	ro.try_timeout_ms = (int) cfg_try_timeout_ms;
+	ro.eject_after = (int) cfg_eject_after;
+	ro.resolve_interval_s = (int) cfg_resolve_interval_s;
+	ro.dns_servers = cfg_dns_servers;
+	if ((rv = gw_rpc_new(&w->rpc, w->base, &ro, err, sizeof(err))) !=
+	    CM_OK) {
 		fprintf(stderr, "gateway: GATEWAY_UPSTREAMS=%s: %s\n",
 		    cfg_upstreams, err);
 		close(fd);
@@ -149,17 +190,147 @@ worker_init(worker *w, int idx, const char *host, int *port)
 		    cm_strerror(rv));
 		return rv;
 	}
+	gw_http_set_max_inflight(w->http, loop_max_inflight);
 	return CM_OK;
+}
+
+/* Opens the admin listener on GATEWAY_ADMIN_LISTEN and starts its thread.
+ * Returns CM_OK with *out and *port (the bound port), or an error after
+ * printing why. */
+static int
+admin_start(gw_admin **out, int *port, worker *workers, int n)
+{
+	struct event_base **bases;
+	gw_rpc            **rpcs;
+	char                host[256], err[256];
+	int                 fd, rv;
+
+	if (gw_http_parse_listen(cfg_admin_listen, host, sizeof(host), port) !=
+	    CM_OK) {
+		fprintf(stderr,
+		    "gateway: GATEWAY_ADMIN_LISTEN=%s: want host:port or "
+		    "[v6]:port\n",
+		    cfg_admin_listen);
+		return CM_EINVAL;
+	}
+	if ((rv = gw_http_listen(host, *port, &fd, port, err, sizeof(err))) !=
+	    CM_OK) {
+		fprintf(stderr, "gateway: GATEWAY_ADMIN_LISTEN=%s: %s\n",
+		    cfg_admin_listen, err);
+		return rv;
+	}
+	bases = calloc((size_t) n, sizeof(*bases));
+	rpcs = calloc((size_t) n, sizeof(*rpcs));
+	if (bases == NULL || rpcs == NULL) {
+		close(fd);
+		rv = CM_ENOMEM;
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		bases[i] = workers[i].base;
+		rpcs[i] = workers[i].rpc;
+	}
+	if ((rv = gw_admin_new(out, fd, bases, rpcs, n)) != CM_OK ||
+	    (rv = gw_admin_start(*out)) != CM_OK) {
+		fprintf(stderr, "gateway: cannot serve the admin port: %s\n",
+		    cm_strerror(rv));
+	}
+out:
+	free(bases);
+	free(rpcs);
+	return rv;
+}
+
+/* Waits up to ms (-1: forever) for a stop signal. Returns it, or 0. */
+static int
+wait_signal(const sigset_t *set, int64_t ms)
+{
+	struct timespec ts;
+	int             sig;
+
+	if (ms < 0) {
+		return sigwait(set, &sig) == 0 ? sig : 0;
+	}
+	ts.tv_sec = (time_t) (ms / 1000);
+	ts.tv_nsec = (long) (ms % 1000) * 1000000L;
+	sig = sigtimedwait(set, NULL, &ts);
+	return sig > 0 ? sig : 0;
+}
+
+/* The main thread's life after start: waits for SIGTERM or SIGINT and
+ * walks the drain (gw_drain): readiness off at once, serving on for the
+ * delay, then listeners closed and in-flight requests finishing until
+ * every loop stopped or the drain timeout forces them. */
+static void
+run_drain(const sigset_t *set, worker *workers, int n)
+{
+	gw_drain       d;
+	gw_drain_phase was = GW_DRAIN_RUNNING, now;
+	int            closing = 0;
+
+	gw_drain_init(&d, (int) cfg_drain_delay_s, (int) cfg_drain_timeout_s);
+	for (;;) {
+		int64_t wait = gw_drain_wait_ms(&d, cm_mono_us() / 1000);
+		int     sig;
+
+		/* While loops finish, look every 50 ms whether all did. */
+		if (closing && (wait < 0 || wait > 50)) {
+			wait = 50;
+		}
+		sig = wait_signal(set, wait);
+		now = sig != 0 ? gw_drain_signal(&d, sig, cm_mono_us() / 1000)
+		               : gw_drain_tick(&d, cm_mono_us() / 1000);
+		if (sig != 0) {
+			CM_INFO("GW-SIGNAL", NULL, "signal %d", sig);
+		}
+		if (now == GW_DRAIN_DELAY && was == GW_DRAIN_RUNNING) {
+			CM_INFO("GW-DRAIN-START", NULL,
+			    "readyz now 503; serving for %lld s more",
+			    cfg_drain_delay_s);
+		}
+		if (now >= GW_DRAIN_CLOSE && !closing) {
+			CM_INFO("GW-DRAIN-CLOSE", NULL,
+			    "listeners closed; %lld request(s) in flight, "
+			    "waiting up to %lld s",
+			    (long long) gw_metrics_in_flight(),
+			    cfg_drain_timeout_s);
+			for (int i = 0; i < n; i++) {
+				/* event_base_once() is safe from this
+				 * thread: the bases are lockable and woken
+				 * through evthread. */
+				if (event_base_once(workers[i].base, -1,
+				        EV_TIMEOUT, drain, &workers[i],
+				        NULL) != 0) {
+					event_base_loopbreak(workers[i].base);
+				}
+			}
+			closing = 1;
+		}
+		if (now == GW_DRAIN_FORCE) {
+			CM_WARN("GW-DRAIN-TIMEOUT", NULL,
+			    "%lld request(s) still in flight: stopping now",
+			    (long long) gw_metrics_in_flight());
+			for (int i = 0; i < n; i++) {
+				event_base_loopbreak(workers[i].base);
+			}
+			return;
+		}
+		if (closing && atomic_load(&loops_stopped) == n) {
+			return;
+		}
+		was = now;
+	}
 }
 
 int
 main(int argc, char **argv)
 {
-	char     err[256];
-	char     host[256];
-	int      port, nthreads, sig = 0, status = 1;
-	worker  *workers = NULL;
-	sigset_t set;
+	char      err[256];
+	char      host[256];
+	int       port, admin_port = 0, nthreads, status = 1;
+	worker   *workers = NULL;
+	gw_admin *admin = NULL;
+	sigset_t  set;
 
 	if (argc == 2 && strcmp(argv[1], "--list-routes") == 0) {
 		gw_route_print(stdout); /* for tools/openapi's check */
@@ -185,8 +356,24 @@ main(int argc, char **argv)
 		    cfg_listen);
 		return 1;
 	}
+	if (cm_log_set_format(cfg_log_format) != CM_OK) {
+		fprintf(stderr, "gateway: LOG_FORMAT=%s: want json or text\n",
+		    cfg_log_format);
+		return 1;
+	}
 	cm_log_init("gateway", cfg_log_level);
 	nthreads = cfg_threads > 0 ? (int) cfg_threads : cm_ncpu();
+	loop_max_inflight =
+	    (int) ((cfg_max_inflight + nthreads - 1) / nthreads);
+
+	/* Every metric family is registered before a thread records: one
+	 * shard per loop (cm_metrics_thread_set(i + 1) in worker_main). */
+	if (cm_metrics_init(nthreads) != CM_OK || gw_metrics_init() != CM_OK ||
+	    gw_rpc_metrics_init(cfg_upstreams) != CM_OK) {
+		fprintf(stderr, "gateway: cannot register the metrics\n");
+		cm_metrics_fini();
+		return 1;
+	}
 
 	/* Block the stop signals before any thread exists (NNG starts its
 	 * own on first use) so that only sigwait() below sees them. */
@@ -206,6 +393,9 @@ main(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (admin_start(&admin, &admin_port, workers, nthreads) != CM_OK) {
+		goto out;
+	}
 	for (int i = 0; i < nthreads; i++) {
 		if (pthread_create(&workers[i].tid, NULL, worker_main,
 		        &workers[i]) != 0) {
@@ -216,22 +406,15 @@ main(int argc, char **argv)
 		workers[i].running = 1;
 	}
 	CM_INFO("GW-START", NULL,
-	    "listen=%s port=%d threads=%d upstreams=%s "
-	    "timeout_ms=%lld",
-	    cfg_listen, port, nthreads, cfg_upstreams, cfg_timeout_ms);
+	    "listen=%s port=%d admin_port=%d threads=%d upstreams=%s "
+	    "timeout_ms=%lld max_inflight=%d/loop drain_delay_s=%lld "
+	    "drain_timeout_s=%lld version=%s revision=%s",
+	    cfg_listen, port, admin_port, nthreads, cfg_upstreams,
+	    cfg_timeout_ms, loop_max_inflight, cfg_drain_delay_s,
+	    cfg_drain_timeout_s, CM_VERSION, CM_GIT_REV);
 
-	if (sigwait(&set, &sig) == 0) {
-		CM_INFO("GW-STOP", NULL, "signal %d: stopping", sig);
-	}
+	run_drain(&set, workers, nthreads);
 	status = 0;
-	for (int i = 0; i < nthreads; i++) {
-		/* event_base_once() is safe from this thread: the bases
-		 * are lockable and woken through evthread. */
-		if (event_base_once(workers[i].base, -1, EV_TIMEOUT, drain,
-		        &workers[i], NULL) != 0) {
-			event_base_loopbreak(workers[i].base);
-		}
-	}
 stop:
 	for (int i = 0; i < nthreads; i++) {
 		if (workers[i].running && status != 0) {
@@ -244,10 +427,15 @@ stop:
 		}
 	}
 out:
+	/* The admin loop stops last, so that /metrics answers during the
+	 * drain and probes still in a loop's RPC client get their reply. */
+	gw_admin_detach_loops(admin);
 	for (int i = 0; i < nthreads; i++) {
 		worker_fini(&workers[i]);
 	}
+	gw_admin_free(admin);
 	free(workers);
+	cm_metrics_fini();
 	nng_fini();
 	libevent_global_shutdown();
 	if (status == 0) {

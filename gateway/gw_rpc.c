@@ -1,27 +1,44 @@
 /* gw_rpc.c - product RPCs to the replicas over NNG req/rep, with deadlines,
- * failover and retries; the only file that speaks NNG.
+ * per-try timeouts, retries, replica choice and outlier ejection; the only
+ * file that speaks NNG.
  *
  * Threads. Each gateway loop owns one gw_rpc. NNG completes aios and
  * reports pipe events on its own threads, so those callbacks do almost
  * nothing: an aio callback appends its flight to rpc->done under rpc->mu, a
- * pipe callback flips atomics of its upstream, and both then event_active()
+ * pipe callback flips atomics of its endpoint, and both then event_active()
  * rpc->wake. Everything else - starting receives, decoding, cancelling,
- * retrying, and calling the caller back - runs on the loop thread in
- * wake_cb(), so the HTTP layer only ever sees its own thread.
+ * retrying, ejecting, and calling the caller back - runs on the loop thread,
+ * so the HTTP layer only ever sees its own thread.
+ *
+ * Endpoints. Each GATEWAY_UPSTREAMS entry (a "group", the label of the
+ * metrics) stands for one or more endpoints: itself when it is an IP
+ * literal or an inproc/ipc URL, or every address its DNS name resolves to
+ * (gw_discovery.c). An endpoint is one req0 socket with one dialer. When a
+ * resolution drops an address its endpoint is closed; the flights on it
+ * fail over like those of a lost pipe, and the struct is freed when the
+ * last of them is done.
  *
  * Calls and flights. A call is one logical request with one deadline and
  * possibly several tries. A flight is one try: one NNG message (a
- * catalog.Batch) on one context of one upstream's socket, carrying a list of
- * calls. Today send_calls() is always handed a list of one call; batching
- * only has to gather the calls bound for one upstream and hand them to
- * send_calls() together - replies are already matched by tag.
+ * catalog.Batch) on one context of one endpoint's socket, carrying a list
+ * of calls. Today send_calls() is always handed a list of one call.
  *
- * Failover. The gateway owns deadlines and retries (req0 resending is off).
- * When an upstream loses a pipe, its generation counter moves; the loop then
- * cancels every flight sent at an older generation and retries the
- * idempotent calls (GET, LIST, PING) on another connected upstream while
- * the deadline allows. A call that finds no connected upstream waits up to
- * CONNECT_WAIT_MS for one (a dial in progress) before failing.
+ * Choice and health. A call goes to the less busy of two random healthy
+ * endpoints (connected, not ejected), avoiding those it already tried.
+ * GATEWAY_EJECT_AFTER consecutive failures (transport error, per-try
+ * timeout, a reply UNAVAILABLE or INTERNAL) eject an endpoint for a
+ * back-off of 1 s doubling to 30 s, unless no other healthy endpoint would
+ * be left. After the back-off one PING probes it: an answer brings it back,
+ * a failure doubles the back-off. With no healthy endpoint, the
+ * least-recently ejected connected one is used.
+ *
+ * Retries. The gateway owns deadlines and retries (req0 resending is off).
+ * A try of a retryable call (GET, LIST, PING, a write with an idempotency
+ * key) ends after GATEWAY_TRY_TIMEOUT_MS; a retryable call whose try failed
+ * is tried again on another endpoint while the deadline and the retry
+ * budget allow. Any call answered STATUS_DRAINING (the replica did
+ * nothing) or whose message was never sent is tried again regardless.
+ * Other writes get the whole deadline for their one try.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -35,6 +52,7 @@
 
 #include "cm.h"
 #include "cm_log.h"
+#include "cm_metrics.h"
 #include "gw.h"
 
 #define RECONN_MIN_MS   100
@@ -44,31 +62,61 @@
 #define PIPE_SLOTS      4
 #define REQID_MAX       64
 #define MIN_RETRY_US    1000 /* don't start a try with less time left */
+#define MAX_TRIES       4    /* the first try and up to three retries */
+#define EJECT_MIN_MS    1000
+#define EJECT_MAX_MS    30000
+#define HEALTH_TICK_MS  100 /* how often ejected endpoints are looked at */
 
-typedef struct call   call;
-typedef struct flight flight;
+/* Retry budget, in thousandths of a retry: each call earns 0.2, a retry
+ * costs 1, and time adds FLOOR_PER_S a second so that a quiet loop can
+ * still fail over. */
+#define BUDGET_UNIT        1000
+#define BUDGET_PER_CALL    200
+#define BUDGET_FLOOR_PER_S 10
+#define BUDGET_CAP         (100 * BUDGET_UNIT)
 
-typedef struct upstream {
+typedef struct call     call;
+typedef struct flight   flight;
+typedef struct endpoint endpoint;
+
+struct endpoint {
 	gw_rpc    *rpc;
+	size_t     group; /* index of its GATEWAY_UPSTREAMS entry */
+	uint64_t   id;    /* unique in rpc, never reused */
 	char      *url;
 	nng_socket sock;
 	int        open;
 	/* Ids of the pipes that completed ADD_POST and have not been
-	 * removed: the upstream is usable when one is set. Written by NNG
+	 * removed: the endpoint is usable when one is set. Written by NNG
 	 * threads, read by the loop. */
 	_Atomic uint32_t pipes[PIPE_SLOTS];
-	atomic_uint      gen;    /* bumped when a usable pipe goes away */
-	int              was_up; /* loop thread: last state logged */
-} upstream;
+	atomic_uint      gen; /* bumped when a usable pipe goes away */
+	/* Loop thread only. */
+	int       was_up;   /* last state logged */
+	int       removed;  /* gone from the resolution; freed when idle */
+	int       seen;     /* scratch of sync_group() */
+	int       inflight; /* flights on it */
+	int       fails;    /* consecutive failures */
+	int       ejected;
+	int       probing; /* a probe PING is in flight */
+	int       backoff_ms;
+	int64_t   ejected_at_us;
+	int64_t   eject_until_us;
+	endpoint *next; /* rpc->eps */
+};
 
 struct call {
 	gw_rpc          *rpc;
 	Catalog__Request pb;
 	char             reqid[REQID_MAX + 1];
 	int64_t          deadline_us;   /* monotonic */
-	int64_t          park_until_us; /* while waiting for an upstream */
+	int64_t          park_until_us; /* while waiting for an endpoint */
 	int              tries;
-	upstream        *last; /* upstream of the latest try */
+	int              retryable; /* a lost try may be sent again */
+	int              other;     /* the next try must avoid tried ones */
+	uint64_t         tried[MAX_TRIES]; /* endpoint ids, in order */
+	uint64_t         pin;              /* probes: this endpoint only */
+	char             last_url[GW_URL_MAX];
 	gw_rpc_cb        cb;
 	void            *arg;
 	call            *next; /* in a flight or in rpc->parked */
@@ -76,12 +124,15 @@ struct call {
 
 struct flight {
 	gw_rpc   *rpc;
-	upstream *up;
-	unsigned  gen; /* up->gen when sent */
+	endpoint *ep;
+	unsigned  gen; /* ep->gen when sent */
 	nng_ctx   ctx;
 	int       ctx_open;
 	nng_aio  *aio;
 	int       receiving;
+	int       probe;
+	int64_t   sent_us;
+	int64_t   try_deadline_us; /* the try is abandoned then */
 	call     *calls;
 	flight   *done_next;   /* rpc->done queue, under rpc->mu */
 	flight   *prev, *next; /* rpc->flights, loop thread */
@@ -91,22 +142,125 @@ struct gw_rpc {
 	struct event_base *base;
 	struct event      *wake;
 	struct event      *park_timer;
+	struct event      *health_timer;
 	pthread_mutex_t    mu;
 	flight            *done_head; /* under mu */
 	flight            *done_tail; /* under mu */
 	atomic_int         pipes_changed;
-	upstream          *ups;
-	size_t             nups;
-	size_t             rr;      /* round-robin cursor */
+	gw_disc           *disc;
+	char             **groups; /* the GATEWAY_UPSTREAMS entries */
+	size_t             ngroups;
+	size_t            *series; /* metrics series of each group */
+	endpoint          *eps;
+	uint64_t           next_ep_id;
 	flight            *flights; /* in flight, loop thread */
-	call              *parked;  /* waiting for an upstream, loop thread */
+	call              *parked;  /* waiting for an endpoint, loop thread */
 	uint32_t           next_tag;
+	uint64_t           rand;
 	int                closing;
+	int                loop;
+	int                try_timeout_ms;
+	int                eject_after;
+	int64_t            budget; /* thousandths of a retry */
+	int64_t            budget_at_us;
+	long               n_eps, n_healthy; /* this loop's share of gauges */
+	int                open_rv; /* first endpoint open error, at start */
+	char               open_err[256];
 };
 
 static int  dispatch(call *c);
 static void wake_cb(evutil_socket_t fd, short what, void *arg);
 static void park_cb(evutil_socket_t fd, short what, void *arg);
+static void health_cb(evutil_socket_t fd, short what, void *arg);
+
+/* ---- metrics ---- */
+
+static cm_metric  *m_requests, *m_failures, *m_retries, *m_ejections;
+static cm_label    up_label;
+static char      **up_values; /* kept for the registry's lifetime */
+static atomic_long g_endpoints, g_healthy;
+
+static double
+endpoints_fn(void *arg)
+{
+	(void) arg;
+	return (double) atomic_load(&g_endpoints);
+}
+
+static double
+healthy_fn(void *arg)
+{
+	(void) arg;
+	return (double) atomic_load(&g_healthy);
+}
+
+int
+gw_rpc_metrics_init(const char *upstreams)
+{
+	char **urls;
+	size_t n;
+	int    rv;
+
+	if ((rv = gw_rpc_urls_parse(upstreams, &urls, &n)) != CM_OK) {
+		/* gw_rpc_new() reports a bad list with its reason. */
+		return rv == CM_EINVAL ? CM_OK : rv;
+	}
+	/* The entries as configured, then "other" (never used). */
+	if ((up_values = calloc(n + 2, sizeof(*up_values))) == NULL) {
+		gw_rpc_urls_free(urls, n);
+		return CM_ENOMEM;
+	}
+	memcpy(up_values, urls, n * sizeof(*urls));
+	free(urls);
+	up_values[n] = "other";
+	up_label.name = "upstream";
+	up_label.values = (const char *const *) up_values;
+	if ((m_requests = cm_metric_new(CM_METRIC_COUNTER,
+	         "gateway_upstream_requests_total",
+	         "Tries sent to replicas of an upstream, retries and probes "
+	         "included",
+	         &up_label, 1)) == NULL ||
+	    (m_failures = cm_metric_new(CM_METRIC_COUNTER,
+	         "gateway_upstream_failures_total",
+	         "Tries that failed: transport error, per-try timeout, or a "
+	         "reply UNAVAILABLE or INTERNAL",
+	         &up_label, 1)) == NULL ||
+	    (m_retries = cm_metric_new(CM_METRIC_COUNTER,
+	         "gateway_upstream_retries_total",
+	         "Calls tried again elsewhere after a try on this upstream "
+	         "failed or was answered DRAINING",
+	         &up_label, 1)) == NULL ||
+	    (m_ejections = cm_metric_new(CM_METRIC_COUNTER,
+	         "gateway_upstream_ejections_total",
+	         "Endpoints taken out of rotation as outliers", &up_label,
+	         1)) == NULL ||
+	    cm_metric_gauge_fn("gateway_upstream_endpoints",
+	        "Endpoints (resolved replica addresses), summed over loops",
+	        endpoints_fn, NULL) != CM_OK ||
+	    cm_metric_gauge_fn("gateway_upstream_endpoints_healthy",
+	        "Endpoints connected and not ejected, summed over loops",
+	        healthy_fn, NULL) != CM_OK) {
+		return CM_ENOMEM;
+	}
+	return CM_OK;
+}
+
+static void
+count(gw_rpc *rpc, cm_metric *m, const endpoint *ep)
+{
+	if (m != NULL && rpc->series != NULL) {
+		cm_metric_inc(m, rpc->series[ep->group]);
+	}
+}
+
+/* Binds the calling (loop) thread to this loop's metrics shard. */
+static void
+enter(gw_rpc *rpc)
+{
+	if (rpc->loop > 0) {
+		cm_metrics_thread_set(rpc->loop);
+	}
+}
 
 /* ---- URL list ---- */
 
@@ -162,35 +316,288 @@ gw_rpc_urls_parse(const char *s, char ***urls, size_t *n)
 	return CM_OK;
 }
 
-/* ---- upstreams ---- */
+/* ---- endpoint state ---- */
 
 static int
-up_ready(upstream *up)
+ep_ready(endpoint *ep)
 {
+	if (ep->removed) {
+		return 0;
+	}
 	for (int i = 0; i < PIPE_SLOTS; i++) {
-		if (atomic_load(&up->pipes[i]) != 0) {
+		if (atomic_load(&ep->pipes[i]) != 0) {
 			return 1;
 		}
 	}
 	return 0;
+}
+
+static int
+ep_healthy(endpoint *ep)
+{
+	return !ep->ejected && ep_ready(ep);
 }
 
 static int
 any_ready(gw_rpc *rpc)
 {
-	for (size_t i = 0; i < rpc->nups; i++) {
-		if (up_ready(&rpc->ups[i])) {
+	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
+		if (ep_ready(ep)) {
 			return 1;
 		}
 	}
 	return 0;
 }
 
+/* Brings this loop's share of the endpoint gauges up to date. */
+static void
+recount(gw_rpc *rpc)
+{
+	long n = 0, h = 0;
+
+	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
+		if (!ep->removed) {
+			n++;
+			h += ep_healthy(ep);
+		}
+	}
+	atomic_fetch_add(&g_endpoints, n - rpc->n_eps);
+	atomic_fetch_add(&g_healthy, h - rpc->n_healthy);
+	rpc->n_eps = n;
+	rpc->n_healthy = h;
+}
+
+/* Endpoint state changes are logged at info by the first loop only (every
+ * loop keeps its own endpoints and would repeat them). */
+#define EP_LOG(rpc, lvl, id, ...) \
+	CM_LOG((rpc)->loop <= 1 ? (lvl) : CM_LOG_DEBUG, id, NULL, __VA_ARGS__)
+
+static void
+arm_health_timer(gw_rpc *rpc)
+{
+	struct timeval tv = {0, HEALTH_TICK_MS * 1000};
+	if (!evtimer_pending(rpc->health_timer, NULL)) {
+		evtimer_add(rpc->health_timer, &tv);
+	}
+}
+
+static int
+healthy_others(gw_rpc *rpc, const endpoint *ep)
+{
+	int n = 0;
+	for (endpoint *o = rpc->eps; o != NULL; o = o->next) {
+		n += o != ep && ep_healthy(o);
+	}
+	return n;
+}
+
+/* Takes ep out of rotation for its back-off, unless it is the last
+ * healthy endpoint. */
+static void
+eject(endpoint *ep, const char *why)
+{
+	gw_rpc *rpc = ep->rpc;
+	int64_t now = cm_mono_us();
+
+	if (healthy_others(rpc, ep) == 0) {
+		CM_DEBUG("GW-ENDPOINT-KEEP", NULL,
+		    "endpoint=%s %s but is the last healthy one", ep->url,
+		    why);
+		return;
+	}
+	if (ep->backoff_ms < EJECT_MIN_MS) {
+		ep->backoff_ms = EJECT_MIN_MS;
+	}
+	ep->ejected = 1;
+	ep->ejected_at_us = now;
+	ep->eject_until_us = now + (int64_t) ep->backoff_ms * 1000;
+	EP_LOG(rpc, CM_LOG_WARN, "GW-ENDPOINT-EJECT",
+	    "upstream=%s endpoint=%s %s: ejected for %d ms",
+	    rpc->groups[ep->group], ep->url, why, ep->backoff_ms);
+	count(rpc, m_ejections, ep);
+	recount(rpc);
+	arm_health_timer(rpc);
+}
+
+/* A try sent at sent_us to the ejected ep failed. When it was sent after
+ * the ejection (the probe, or a try made for want of others), the back-off
+ * doubles and starts again. */
+static void
+backoff(endpoint *ep, int64_t sent_us)
+{
+	if (sent_us < ep->ejected_at_us) {
+		return;
+	}
+	ep->backoff_ms = ep->backoff_ms * 2 > EJECT_MAX_MS
+	    ? EJECT_MAX_MS
+	    : ep->backoff_ms * 2;
+	ep->ejected_at_us = cm_mono_us();
+	ep->eject_until_us =
+	    ep->ejected_at_us + (int64_t) ep->backoff_ms * 1000;
+	CM_DEBUG("GW-ENDPOINT-PROBEFAIL", NULL,
+	    "endpoint=%s still failing: ejected for %d ms", ep->url,
+	    ep->backoff_ms);
+	arm_health_timer(ep->rpc);
+}
+
+/* A try sent at sent_us failed on ep. A failure of a try sent before the
+ * ejection (still in flight then) says nothing new. */
+static void
+ep_failed(endpoint *ep, int64_t sent_us)
+{
+	gw_rpc *rpc = ep->rpc;
+
+	count(rpc, m_failures, ep);
+	if (ep->ejected) {
+		backoff(ep, sent_us);
+		return;
+	}
+	if (++ep->fails >= rpc->eject_after) {
+		char why[64];
+		snprintf(
+		    why, sizeof(why), "failed %d times in a row", ep->fails);
+		eject(ep, why);
+	}
+}
+
+static void
+ep_succeeded(endpoint *ep, int64_t sent_us)
+{
+	gw_rpc *rpc = ep->rpc;
+
+	ep->fails = 0;
+	if (ep->ejected && sent_us >= ep->ejected_at_us) {
+		ep->ejected = 0;
+		ep->backoff_ms = EJECT_MIN_MS;
+		EP_LOG(rpc, CM_LOG_INFO, "GW-ENDPOINT-BACK",
+		    "upstream=%s endpoint=%s answers again: back in rotation",
+		    rpc->groups[ep->group], ep->url);
+		recount(rpc);
+	}
+}
+
+/* ---- choosing an endpoint ---- */
+
+static uint64_t
+next_rand(gw_rpc *rpc)
+{
+	/* xorshift64: the choice needs spread, not secrecy */
+	uint64_t x = rpc->rand;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	rpc->rand = x;
+	return x;
+}
+
+static int
+tried(const call *c, const endpoint *ep)
+{
+	for (int i = 0; i < c->tries && i < MAX_TRIES; i++) {
+		if (c->tried[i] == ep->id) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static endpoint *
+nth_candidate(gw_rpc *rpc, const call *c, int fresh, size_t k)
+{
+	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
+		if (ep_healthy(ep) && (!fresh || !tried(c, ep)) && k-- == 0) {
+			return ep;
+		}
+	}
+	return NULL;
+}
+
+/* Power of two choices among healthy endpoints not yet tried by c (or,
+ * when there are none and c may go back, the tried ones): the one with
+ * fewer flights of two picked at random. With no healthy endpoint, the
+ * least-recently ejected connected one. NULL when none is connected (or
+ * none but tried ones and c->other). */
+static endpoint *
+pick(gw_rpc *rpc, const call *c)
+{
+	size_t    n = 0;
+	int       fresh = 1;
+	endpoint *a, *b, *best = NULL;
+
+	for (int pass = 0; pass < 2 && n == 0; pass++) {
+		fresh = pass == 0;
+		if (!fresh && c->other) {
+			break;
+		}
+		for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
+			n += ep_healthy(ep) && (!fresh || !tried(c, ep));
+		}
+	}
+	if (n > 0) {
+		size_t i = (size_t) (next_rand(rpc) % n);
+		a = nth_candidate(rpc, c, fresh, i);
+		if (n == 1) {
+			return a;
+		}
+		size_t j = (size_t) (next_rand(rpc) % (n - 1));
+		b = nth_candidate(rpc, c, fresh, j >= i ? j + 1 : j);
+		return b->inflight < a->inflight ? b : a;
+	}
+	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
+		if (!ep_ready(ep) || (c->other && tried(c, ep))) {
+			continue;
+		}
+		if (best == NULL || ep->ejected_at_us < best->ejected_at_us) {
+			best = ep;
+		}
+	}
+	return best;
+}
+
+static endpoint *
+find_ep(gw_rpc *rpc, uint64_t id)
+{
+	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
+		if (ep->id == id) {
+			return ep;
+		}
+	}
+	return NULL;
+}
+
+/* ---- retry budget ---- */
+
+static void
+budget_refill(gw_rpc *rpc, int64_t add)
+{
+	int64_t now = cm_mono_us();
+	int64_t dt = now - rpc->budget_at_us;
+
+	rpc->budget_at_us = now;
+	rpc->budget += add + dt * BUDGET_FLOOR_PER_S * BUDGET_UNIT / 1000000;
+	if (rpc->budget > BUDGET_CAP) {
+		rpc->budget = BUDGET_CAP;
+	}
+}
+
+static int
+budget_take(gw_rpc *rpc)
+{
+	budget_refill(rpc, 0);
+	if (rpc->budget < BUDGET_UNIT) {
+		return 0;
+	}
+	rpc->budget -= BUDGET_UNIT;
+	return 1;
+}
+
+/* ---- pipes ---- */
+
 /* Runs on an NNG thread: atomics and event_active() only. */
 static void
 pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
-	upstream *up = arg;
+	endpoint *ep = arg;
 	uint32_t  id = (uint32_t) nng_pipe_id(p);
 	int       i;
 
@@ -198,7 +605,7 @@ pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 		for (i = 0; i < PIPE_SLOTS; i++) {
 			uint32_t free_slot = 0;
 			if (atomic_compare_exchange_strong(
-			        &up->pipes[i], &free_slot, id)) {
+			        &ep->pipes[i], &free_slot, id)) {
 				break;
 			}
 		}
@@ -206,71 +613,54 @@ pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 		for (i = 0; i < PIPE_SLOTS; i++) {
 			uint32_t want = id;
 			if (atomic_compare_exchange_strong(
-			        &up->pipes[i], &want, 0)) {
+			        &ep->pipes[i], &want, 0)) {
 				break;
 			}
 		}
 		if (i == PIPE_SLOTS) {
 			return; /* never usable, nothing was sent on it */
 		}
-		atomic_fetch_add(&up->gen, 1);
+		atomic_fetch_add(&ep->gen, 1);
 	} else {
 		return;
 	}
-	atomic_store(&up->rpc->pipes_changed, 1);
-	event_active(up->rpc->wake, EV_READ, 0);
+	atomic_store(&ep->rpc->pipes_changed, 1);
+	event_active(ep->rpc->wake, EV_READ, 0);
 }
 
-/* Picks a connected upstream round-robin, avoiding `avoid` (the one that
- * just failed) when another is connected. The generation is read before
- * the readiness check, so a pipe lost right after is still noticed. */
-static upstream *
-pick(gw_rpc *rpc, const upstream *avoid, unsigned *gen)
-{
-	upstream *fallback = NULL;
-	unsigned  fgen = 0;
-
-	for (size_t i = 0; i < rpc->nups; i++) {
-		size_t    k = (rpc->rr + i) % rpc->nups;
-		upstream *up = &rpc->ups[k];
-		unsigned  g = atomic_load(&up->gen);
-		if (!up_ready(up)) {
-			continue;
-		}
-		if (up == avoid) {
-			fallback = up;
-			fgen = g;
-			continue;
-		}
-		rpc->rr = k + 1;
-		*gen = g;
-		return up;
-	}
-	*gen = fgen;
-	return fallback;
-}
+/* ---- endpoints: open, close ---- */
 
 static int
-open_upstream(gw_rpc *rpc, upstream *up, char *url, char *err, size_t errlen)
+ep_open(gw_rpc *rpc, size_t group, const char *url, char *err, size_t errlen)
 {
+	endpoint  *ep;
 	nng_dialer d;
 	int        rv;
 
-	up->rpc = rpc;
-	up->url = url;
-	if ((rv = nng_req0_open(&up->sock)) != 0) {
+	if ((ep = calloc(1, sizeof(*ep))) == NULL ||
+	    (ep->url = strdup(url)) == NULL) {
+		free(ep);
+		snprintf(err, errlen, "%s", cm_strerror(CM_ENOMEM));
+		return CM_ENOMEM;
+	}
+	ep->rpc = rpc;
+	ep->group = group;
+	ep->id = ++rpc->next_ep_id;
+	ep->backoff_ms = EJECT_MIN_MS;
+	if ((rv = nng_req0_open(&ep->sock)) != 0) {
 		goto fail;
 	}
-	up->open = 1;
-	if ((rv = nng_socket_set_ms(up->sock, NNG_OPT_REQ_RESENDTIME,
+	ep->open = 1;
+	/* The gateway owns retries: never let req0 resend by itself. */
+	if ((rv = nng_socket_set_ms(ep->sock, NNG_OPT_REQ_RESENDTIME,
 	         NNG_DURATION_INFINITE)) != 0 ||
 	    (rv = nng_socket_set_size(
-	         up->sock, NNG_OPT_RECVMAXSZ, MAX_REPLY_BYTES)) != 0 ||
+	         ep->sock, NNG_OPT_RECVMAXSZ, MAX_REPLY_BYTES)) != 0 ||
 	    (rv = nng_pipe_notify(
-	         up->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, up)) != 0 ||
+	         ep->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, ep)) != 0 ||
 	    (rv = nng_pipe_notify(
-	         up->sock, NNG_PIPE_EV_REM_POST, pipe_cb, up)) != 0 ||
-	    (rv = nng_dialer_create(&d, up->sock, url)) != 0 ||
+	         ep->sock, NNG_PIPE_EV_REM_POST, pipe_cb, ep)) != 0 ||
+	    (rv = nng_dialer_create(&d, ep->sock, url)) != 0 ||
 	    (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, RECONN_MIN_MS)) !=
 	        0 ||
 	    (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, RECONN_MAX_MS)) !=
@@ -284,75 +674,127 @@ open_upstream(gw_rpc *rpc, upstream *up, char *url, char *err, size_t errlen)
 	if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
 		goto fail;
 	}
+	ep->next = rpc->eps;
+	rpc->eps = ep;
 	return CM_OK;
 fail:
 	snprintf(err, errlen, "%s: %s", url, nng_strerror(rv));
+	if (ep->open) {
+		nng_close(ep->sock);
+	}
+	free(ep->url);
+	free(ep);
 	return rv == NNG_ENOMEM ? CM_ENOMEM : CM_EINVAL;
 }
 
-/* ---- lifecycle ---- */
-
-int
-gw_rpc_new(gw_rpc **out, struct event_base *base, const char *upstreams,
-    char *err, size_t errlen)
+static void
+ep_free(endpoint *ep)
 {
-	gw_rpc *rpc;
-	char  **urls;
-	size_t  n;
-	int     rv;
+	gw_rpc    *rpc = ep->rpc;
+	endpoint **pp = &rpc->eps;
 
-	if ((rv = gw_rpc_urls_parse(upstreams, &urls, &n)) != CM_OK) {
-		snprintf(err, errlen, "%s",
-		    rv == CM_EINVAL
-		        ? "want comma-separated NNG URLs, none empty"
-		        : cm_strerror(rv));
-		return rv;
+	while (*pp != NULL && *pp != ep) {
+		pp = &(*pp)->next;
 	}
-	if ((rpc = calloc(1, sizeof(*rpc))) == NULL) {
-		gw_rpc_urls_free(urls, n);
-		snprintf(err, errlen, "%s", cm_strerror(CM_ENOMEM));
-		return CM_ENOMEM;
+	if (*pp == ep) {
+		*pp = ep->next;
 	}
-	pthread_mutex_init(&rpc->mu, NULL);
-	rpc->base = base;
-	/* The wake event must exist before any pipe callback can fire. */
-	if ((rpc->ups = calloc(n, sizeof(*rpc->ups))) == NULL ||
-	    (rpc->wake = event_new(base, -1, 0, wake_cb, rpc)) == NULL ||
-	    (rpc->park_timer = evtimer_new(base, park_cb, rpc)) == NULL) {
-		rv = CM_ENOMEM;
-		snprintf(err, errlen, "%s", cm_strerror(rv));
-		goto fail;
+	if (ep->open) {
+		/* Returns after the pipes' REM_POST callbacks ran. */
+		nng_close(ep->sock);
+	}
+	free(ep->url);
+	free(ep);
+}
+
+/* Takes ep out for good: closing its socket fails its flights (they are
+ * retried like those of a lost pipe); the struct goes with the last. */
+static void
+ep_remove(endpoint *ep)
+{
+	gw_rpc *rpc = ep->rpc;
+
+	EP_LOG(rpc, CM_LOG_INFO, "GW-ENDPOINT-DEL",
+	    "upstream=%s endpoint=%s is gone from the resolution",
+	    rpc->groups[ep->group], ep->url);
+	ep->removed = 1;
+	if (ep->open) {
+		nng_close(ep->sock);
+		ep->open = 0;
+	}
+	if (ep->inflight == 0) {
+		ep_free(ep);
+	}
+}
+
+/* gw_disc's report: the group's endpoints become exactly urls. */
+static void
+sync_group(void *arg, size_t group, char *const *urls, size_t n)
+{
+	gw_rpc *rpc = arg;
+	char    err[256];
+
+	if (rpc->closing) {
+		return;
+	}
+	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
+		ep->seen = 0;
 	}
 	for (size_t i = 0; i < n; i++) {
-		char *url = urls[i];
-		urls[i] = NULL; /* rpc->ups[i] owns it now */
-		rpc->nups = i + 1;
-		if ((rv = open_upstream(
-		         rpc, &rpc->ups[i], url, err, errlen)) != CM_OK) {
-			goto fail;
+		endpoint *ep;
+		for (ep = rpc->eps; ep != NULL; ep = ep->next) {
+			if (!ep->removed && ep->group == group &&
+			    strcmp(ep->url, urls[i]) == 0) {
+				break;
+			}
+		}
+		if (ep != NULL) {
+			ep->seen = 1;
+			continue;
+		}
+		if (ep_open(rpc, group, urls[i], err, sizeof(err)) != CM_OK) {
+			if (rpc->open_rv == CM_OK) {
+				rpc->open_rv = CM_EINVAL;
+				snprintf(rpc->open_err, sizeof(rpc->open_err),
+				    "%s", err);
+			}
+			CM_ERROR("GW-ENDPOINT-OPEN", NULL, "upstream=%s %s",
+			    rpc->groups[group], err);
+			continue;
+		}
+		rpc->eps->seen = 1;
+		if (gw_disc_is_name(rpc->disc, group)) {
+			EP_LOG(rpc, CM_LOG_INFO, "GW-ENDPOINT-ADD",
+			    "upstream=%s endpoint=%s", rpc->groups[group],
+			    urls[i]);
 		}
 	}
-	gw_rpc_urls_free(urls, n);
-	*out = rpc;
-	return CM_OK;
-fail:
-	gw_rpc_urls_free(urls, n);
-	gw_rpc_free(rpc);
-	return rv;
+	for (endpoint *ep = rpc->eps, *next; ep != NULL; ep = next) {
+		next = ep->next;
+		if (ep->group == group && !ep->seen && !ep->removed) {
+			ep_remove(ep);
+		}
+	}
+	recount(rpc);
 }
 
 /* ---- completing calls ---- */
 
-/* Only reads may be tried on a second replica: a write whose reply was
- * lost may have been applied, so it is sent exactly once and the client
- * learns its fate is unknown (502/504) and may retry with an
- * Idempotency-Key. */
+/* A try that may have reached the replica may be sent again only when
+ * doing it twice is harmless: reads, and writes whose idempotency key
+ * makes the replica answer the second from the first's record. */
 static int
-idempotent(Catalog__Method m)
+retryable(const Catalog__Request *pb)
 {
-	return m == CATALOG__METHOD__METHOD_PING ||
-	    m == CATALOG__METHOD__METHOD_GET_PRODUCT ||
-	    m == CATALOG__METHOD__METHOD_LIST_PRODUCTS;
+	switch (pb->method) {
+	case CATALOG__METHOD__METHOD_PING:
+	case CATALOG__METHOD__METHOD_GET_PRODUCT:
+	case CATALOG__METHOD__METHOD_LIST_PRODUCTS:
+		return 1;
+	default:
+		return pb->idempotency_key != NULL &&
+		    pb->idempotency_key[0] != '\0';
+	}
 }
 
 /* Hands the outcome to the caller and frees c. */
@@ -362,7 +804,7 @@ call_done(call *c, int err, const Catalog__Response *resp)
 	gw_rpc_res res = {0};
 	res.err = err;
 	res.resp = resp;
-	res.upstream = c->last != NULL ? c->last->url : NULL;
+	res.upstream = c->last_url[0] != '\0' ? c->last_url : NULL;
 	res.retries = c->tries > 1 ? c->tries - 1 : 0;
 	c->cb(&res, c->arg);
 	free(c);
@@ -390,7 +832,7 @@ arm_park_timer(gw_rpc *rpc)
 	evtimer_add(rpc->park_timer, &tv);
 }
 
-/* Queues c until an upstream connects or its wait ends (park_cb). */
+/* Queues c until an endpoint connects or its wait ends (park_cb). */
 static void
 park(call *c)
 {
@@ -410,7 +852,7 @@ park(call *c)
 	arm_park_timer(rpc);
 }
 
-/* Dispatches the parked calls again when an upstream is ready, and fails
+/* Dispatches the parked calls again when an endpoint is ready, and fails
  * those whose wait is over. */
 static void
 run_parked(gw_rpc *rpc)
@@ -447,47 +889,91 @@ park_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void) fd;
 	(void) what;
+	enter(arg);
 	run_parked(arg);
 }
 
-/* A try of c failed with NNG error rv: retry it elsewhere when it is safe
- * and time is left, else report the failure. */
-static void
-retry_or_fail(call *c, int rv)
-{
-	gw_rpc *rpc = c->rpc;
-	int64_t left = c->deadline_us - cm_mono_us();
-	int     err =
-            (rv == NNG_ETIMEDOUT || left <= 0) ? CM_ETIMEDOUT : CM_EUNAVAIL;
-	int retry = !rpc->closing && err == CM_EUNAVAIL &&
-	    idempotent(c->pb.method) && left > MIN_RETRY_US &&
-	    (size_t) c->tries < rpc->nups + 2;
+/* How a try ended, when it did not end with a usable reply. */
+typedef enum fail_kind {
+	FAIL_UNSENT,    /* the message never left: any call may go again */
+	FAIL_TRANSPORT, /* sent, then the pipe or endpoint went away */
+	FAIL_TIMEOUT,   /* the per-try timeout or the deadline passed */
+	FAIL_DRAINING,  /* answered DRAINING: did nothing, go elsewhere */
+	FAIL_REPLY,     /* answered UNAVAILABLE: another replica may do */
+} fail_kind;
 
-	if (!rpc->closing) {
-		CM_WARN("GW-RPC-TRYFAIL", c->reqid,
-		    "upstream=%s try=%d error=%s %s",
-		    c->last != NULL ? c->last->url : "-", c->tries,
-		    nng_strerror(rv), retry ? "retrying" : "giving up");
+static const char *
+fail_name(fail_kind k, int rv)
+{
+	switch (k) {
+	case FAIL_DRAINING:
+		return "replica draining";
+	case FAIL_REPLY:
+		return "replica unavailable";
+	case FAIL_TIMEOUT:
+		return "try timed out";
+	default:
+		return nng_strerror(rv);
 	}
-	if (retry && dispatch(c) == CM_OK) {
+}
+
+/* A try of c on the endpoint of c->last_url failed: try again elsewhere
+ * when it is safe, time is left and the budget allows, else report the
+ * failure (or, for FAIL_REPLY, the reply resp itself). from is the group
+ * of the failed endpoint, for the retry metric. */
+static void
+retry_or_fail(call *c, fail_kind kind, int rv, const endpoint *from,
+    const Catalog__Response *resp)
+{
+	gw_rpc   *rpc = c->rpc;
+	int64_t   left = c->deadline_us - cm_mono_us();
+	int       retry, err;
+	endpoint *next = NULL;
+
+	retry = !rpc->closing && c->pin == 0 && left > MIN_RETRY_US &&
+	    c->tries < MAX_TRIES;
+	if (kind == FAIL_TRANSPORT || kind == FAIL_TIMEOUT ||
+	    kind == FAIL_REPLY) {
+		retry = retry && c->retryable;
+	}
+	if (kind == FAIL_DRAINING || kind == FAIL_REPLY) {
+		c->other = 1; /* never the same replica again */
+	}
+	if (retry && (next = pick(rpc, c)) == NULL && c->other) {
+		retry = 0; /* no other replica to ask */
+	}
+	/* A retry of a message that never left, or that a draining replica
+	 * turned away, adds no load: only the others spend the budget. */
+	if (retry && kind != FAIL_UNSENT && kind != FAIL_DRAINING &&
+	    !budget_take(rpc)) {
+		CM_DEBUG("GW-RPC-NOBUDGET", c->reqid,
+		    "retry budget spent: not retrying");
+		retry = 0;
+	}
+	if (!rpc->closing && c->pin == 0) {
+		CM_WARN("GW-RPC-TRYFAIL", c->reqid,
+		    "endpoint=%s try=%d error=%s %s",
+		    c->last_url[0] != '\0' ? c->last_url : "-", c->tries,
+		    fail_name(kind, rv), retry ? "retrying" : "giving up");
+	}
+	if (retry) {
+		if (from != NULL) {
+			count(rpc, m_retries, from);
+		}
+		if (dispatch(c) == CM_OK) {
+			return;
+		}
+	}
+	if (kind == FAIL_REPLY && resp != NULL) {
+		call_done(c, CM_OK, resp);
 		return;
 	}
+	/* A lost reply is 502, a late one (or no time left) 504. */
+	err = left <= 0 || kind == FAIL_TIMEOUT ? CM_ETIMEDOUT : CM_EUNAVAIL;
 	call_done(c, err, NULL);
 }
 
 /* ---- flights ---- */
-
-static int64_t
-flight_deadline(const flight *f)
-{
-	int64_t d = INT64_MAX;
-	for (const call *c = f->calls; c != NULL; c = c->next) {
-		if (c->deadline_us < d) {
-			d = c->deadline_us;
-		}
-	}
-	return d;
-}
 
 static nng_duration
 ms_until(int64_t deadline_us)
@@ -519,12 +1005,15 @@ flight_cb(void *arg)
 	event_active(rpc->wake, EV_READ, 0);
 }
 
-/* Unlinks and frees f (its aio must be idle) and returns its calls. */
+/* Unlinks and frees f (its aio must be idle) and returns its calls. The
+ * endpoint of a flight outlives it, except that a removed endpoint goes
+ * with its last flight: callers read what they need first. */
 static call *
 flight_free(flight *f)
 {
-	gw_rpc *rpc = f->rpc;
-	call   *calls = f->calls;
+	gw_rpc   *rpc = f->rpc;
+	call     *calls = f->calls;
+	endpoint *ep = f->ep;
 
 	if (f->prev != NULL) {
 		f->prev->next = f->next;
@@ -538,16 +1027,21 @@ flight_free(flight *f)
 		nng_ctx_close(f->ctx);
 	}
 	nng_aio_free(f->aio);
+	if (f->probe) {
+		ep->probing = 0;
+	}
 	free(f);
+	if (--ep->inflight == 0 && ep->removed) {
+		ep_free(ep);
+	}
 	return calls;
 }
 
 /* Sends the calls (a list linked by next) as one Batch on a new context of
- * up, whose generation was gen when it was picked. This is the seam for
- * batching: today the list holds one call. Returns CM_OK, or an error with
- * the calls left to the caller. */
+ * ep. This is the seam for batching: today the list holds one call.
+ * Returns CM_OK, or an error with the calls left to the caller. */
 static int
-send_calls(gw_rpc *rpc, upstream *up, unsigned gen, call *calls)
+send_calls(gw_rpc *rpc, endpoint *ep, call *calls)
 {
 	Catalog__Batch     batch = CATALOG__BATCH__INIT;
 	Catalog__Request  *one[1];
@@ -556,8 +1050,20 @@ send_calls(gw_rpc *rpc, upstream *up, unsigned gen, call *calls)
 	flight            *f = NULL;
 	nng_msg           *msg = NULL;
 	int                rv = CM_ENOMEM;
+	int64_t            now = cm_mono_us();
+	int64_t            try_end = INT64_MAX;
 
 	for (call *c = calls; c != NULL; c = c->next) {
+		int64_t end = c->deadline_us;
+		/* Only a call that may be tried again has a per-try timeout:
+		 * cutting the one try of a write short would only turn a
+		 * late success into a 504. */
+		if (c->retryable && now + rpc->try_timeout_ms * 1000LL < end) {
+			end = now + rpc->try_timeout_ms * 1000LL;
+		}
+		if (end < try_end) {
+			try_end = end;
+		}
 		n++;
 	}
 	if (n > 1 && (reqs = calloc(n, sizeof(*reqs))) == NULL) {
@@ -575,22 +1081,35 @@ send_calls(gw_rpc *rpc, upstream *up, unsigned gen, call *calls)
 	}
 	catalog__batch__pack(&batch, nng_msg_body(msg));
 	f->rpc = rpc;
-	f->up = up;
-	f->gen = gen;
+	f->ep = ep;
+	/* The generation is read before the context opens, so a pipe lost
+	 * right after is still noticed. */
+	f->gen = atomic_load(&ep->gen);
 	f->calls = calls;
+	f->sent_us = now;
+	f->try_deadline_us = try_end;
 	if (nng_aio_alloc(&f->aio, flight_cb, f) != 0) {
 		goto fail;
 	}
-	if (nng_ctx_open(&f->ctx, up->sock) != 0) {
+	if (nng_ctx_open(&f->ctx, ep->sock) != 0) {
 		rv = CM_EUNAVAIL;
 		goto fail;
 	}
 	f->ctx_open = 1;
 	for (call *c = calls; c != NULL; c = c->next) {
+		if (c->tries < MAX_TRIES) {
+			c->tried[c->tries] = ep->id;
+		}
 		c->tries++;
-		c->last = up;
+		snprintf(c->last_url, sizeof(c->last_url), "%s", ep->url);
 		c->park_until_us = 0;
+		if (c->pin != 0) {
+			f->probe = 1;
+			ep->probing = 1;
+		}
+		count(rpc, m_requests, ep);
 	}
+	ep->inflight++;
 	f->next = rpc->flights;
 	if (rpc->flights != NULL) {
 		rpc->flights->prev = f;
@@ -599,9 +1118,8 @@ send_calls(gw_rpc *rpc, upstream *up, unsigned gen, call *calls)
 	if (reqs != one) {
 		free(reqs);
 	}
-	/* The per-try timeout is what is left of the deadline. */
 	nng_aio_set_msg(f->aio, msg);
-	nng_aio_set_timeout(f->aio, ms_until(flight_deadline(f)));
+	nng_aio_set_timeout(f->aio, ms_until(f->try_deadline_us));
 	nng_ctx_send(f->ctx, f->aio);
 	return CM_OK;
 fail:
@@ -619,24 +1137,31 @@ fail:
 	return rv;
 }
 
-/* Sends c to a connected upstream, or parks it until one connects.
- * Returns CM_OK, or an error with c left to the caller. */
+/* Sends c to an endpoint, or parks it until one connects. Returns CM_OK,
+ * or an error with c left to the caller. */
 static int
 dispatch(call *c)
 {
 	gw_rpc   *rpc = c->rpc;
-	upstream *up;
-	unsigned  gen;
+	endpoint *ep;
 
 	if (rpc->closing) {
 		return CM_EUNAVAIL;
 	}
-	if ((up = pick(rpc, c->last, &gen)) == NULL) {
+	if (c->pin != 0) {
+		ep = find_ep(rpc, c->pin);
+		if (ep == NULL || !ep_ready(ep)) {
+			return CM_EUNAVAIL;
+		}
+	} else if ((ep = pick(rpc, c)) == NULL) {
+		if (c->other) {
+			return CM_EUNAVAIL;
+		}
 		park(c);
 		return CM_OK;
 	}
 	c->next = NULL;
-	return send_calls(rpc, up, gen, c);
+	return send_calls(rpc, ep, c);
 }
 
 static const Catalog__Response *
@@ -653,36 +1178,61 @@ find_result(const Catalog__BatchReply *rep, size_t i, uint32_t tag)
 	return NULL;
 }
 
-/* A reply arrived for f: decode it and complete each call. Takes msg. */
+/* A reply arrived for f: decode it, judge the endpoint by it, and complete
+ * or retry each call. Takes msg. */
 static void
 deliver(flight *f, nng_msg *msg)
 {
 	Catalog__BatchReply *rep;
 	call                *c;
 	size_t               i = 0;
-	const char          *url = f->up->url;
+	endpoint            *ep = f->ep;
+	int64_t              sent = f->sent_us;
 
 	rep = catalog__batch_reply__unpack(
 	    NULL, nng_msg_len(msg), nng_msg_body(msg));
 	nng_msg_free(msg);
+	/* The endpoint stays while this flight holds it. */
+	ep->inflight++;
 	c = flight_free(f);
 	while (c != NULL) {
 		call                    *next = c->next;
 		const Catalog__Response *r = NULL;
+		c->next = NULL;
 		if (rep != NULL) {
 			r = find_result(rep, i, c->pb.tag);
 		}
 		if (r == NULL) {
 			CM_ERROR("GW-RPC-BADREPLY", c->reqid,
-			    "upstream=%s sent a reply that does not decode or "
+			    "endpoint=%s sent a reply that does not decode or "
 			    "lacks tag %u",
-			    url, c->pb.tag);
+			    ep->url, c->pb.tag);
+			ep_failed(ep, sent);
 			call_done(c, CM_EPROTO, NULL);
+		} else if (r->status == CATALOG__STATUS__STATUS_DRAINING) {
+			if (ep->ejected) {
+				backoff(ep, sent);
+			} else {
+				eject(ep, "is draining");
+			}
+			retry_or_fail(c, FAIL_DRAINING, 0, ep, r);
+		} else if (r->status == CATALOG__STATUS__STATUS_UNAVAILABLE ||
+		    r->status == CATALOG__STATUS__STATUS_INTERNAL) {
+			ep_failed(ep, sent);
+			if (r->status == CATALOG__STATUS__STATUS_UNAVAILABLE) {
+				retry_or_fail(c, FAIL_REPLY, 0, ep, r);
+			} else {
+				call_done(c, CM_OK, r);
+			}
 		} else {
+			ep_succeeded(ep, sent);
 			call_done(c, CM_OK, r);
 		}
 		c = next;
 		i++;
+	}
+	if (--ep->inflight == 0 && ep->removed) {
+		ep_free(ep);
 	}
 	if (rep != NULL) {
 		catalog__batch_reply__free_unpacked(rep, NULL);
@@ -694,22 +1244,26 @@ deliver(flight *f, nng_msg *msg)
 static void
 flight_step(flight *f)
 {
-	gw_rpc *rpc = f->rpc;
-	int     real = nng_aio_result(f->aio);
-	int     rv = real;
-	call   *c;
+	gw_rpc   *rpc = f->rpc;
+	endpoint *ep = f->ep;
+	int       real = nng_aio_result(f->aio);
+	int       rv = real;
+	int       sent = f->receiving || real == 0;
+	int64_t   now = cm_mono_us();
+	fail_kind kind;
+	call     *c;
 
 	if (rv == 0 && !f->receiving) {
 		if (rpc->closing) {
 			rv = NNG_ECLOSED;
-		} else if (f->gen != atomic_load(&f->up->gen)) {
+		} else if (ep->removed || f->gen != atomic_load(&ep->gen)) {
 			rv = NNG_ECONNRESET; /* sent on a pipe now gone */
-		} else if (flight_deadline(f) <= cm_mono_us()) {
+		} else if (f->try_deadline_us <= now) {
 			rv = NNG_ETIMEDOUT;
 		} else {
 			f->receiving = 1;
 			nng_aio_set_timeout(
-			    f->aio, ms_until(flight_deadline(f)));
+			    f->aio, ms_until(f->try_deadline_us));
 			nng_ctx_recv(f->ctx, f->aio);
 			return;
 		}
@@ -722,39 +1276,57 @@ flight_step(flight *f)
 		/* A failed send leaves the message with us. */
 		nng_msg_free(nng_aio_get_msg(f->aio));
 	}
+	if (!sent) {
+		kind = FAIL_UNSENT;
+	} else if (rv == NNG_ETIMEDOUT) {
+		kind = FAIL_TIMEOUT;
+	} else {
+		kind = FAIL_TRANSPORT;
+	}
+	/* A failure of ours (closing, an endpoint we removed) says nothing
+	 * about the replica. */
+	if (!rpc->closing && !ep->removed && kind != FAIL_UNSENT) {
+		ep_failed(ep, f->sent_us);
+	}
+	ep->inflight++; /* keep it while its calls are retried */
 	c = flight_free(f);
 	while (c != NULL) {
 		call *next = c->next;
 		c->next = NULL;
-		retry_or_fail(c, rv);
+		retry_or_fail(c, kind, rv, ep, NULL);
 		c = next;
+	}
+	if (--ep->inflight == 0 && ep->removed) {
+		ep_free(ep);
 	}
 }
 
-/* Logs upstream state changes, cancels the flights whose pipe went away,
- * and lets parked calls go when an upstream came up. */
+/* Logs endpoint state changes, cancels the flights whose pipe went away,
+ * and lets parked calls go when an endpoint came up. */
 static void
 pipes_changed(gw_rpc *rpc)
 {
-	for (size_t i = 0; i < rpc->nups; i++) {
-		upstream *up = &rpc->ups[i];
-		int       ready = up_ready(up);
-		if (ready != up->was_up) {
-			up->was_up = ready;
-			CM_INFO(ready ? "GW-UPSTREAM-UP" : "GW-UPSTREAM-DOWN",
-			    NULL, "upstream=%s", up->url);
+	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
+		int ready = ep_ready(ep);
+		if (ready != ep->was_up) {
+			ep->was_up = ready;
+			EP_LOG(rpc, CM_LOG_INFO,
+			    ready ? "GW-UPSTREAM-UP" : "GW-UPSTREAM-DOWN",
+			    "upstream=%s endpoint=%s", rpc->groups[ep->group],
+			    ep->url);
 		}
 	}
 	for (flight *f = rpc->flights; f != NULL; f = f->next) {
-		if (f->gen != atomic_load(&f->up->gen)) {
+		if (f->gen != atomic_load(&f->ep->gen)) {
 			/* Completes through flight_cb with NNG_ECANCELED; a
 			 * flight already completed is not affected. */
 			CM_DEBUG("GW-RPC-CANCEL", f->calls->reqid,
-			    "upstream=%s lost its pipe while %s", f->up->url,
+			    "endpoint=%s lost its pipe while %s", f->ep->url,
 			    f->receiving ? "receiving" : "sending");
 			nng_aio_cancel(f->aio);
 		}
 	}
+	recount(rpc);
 	if (rpc->parked != NULL && any_ready(rpc)) {
 		run_parked(rpc);
 	}
@@ -768,6 +1340,7 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void) fd;
 	(void) what;
+	enter(rpc);
 	pthread_mutex_lock(&rpc->mu);
 	done = rpc->done_head;
 	rpc->done_head = NULL;
@@ -783,7 +1356,188 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* ---- probes ---- */
+
+static void
+probe_done(const gw_rpc_res *res, void *arg)
+{
+	(void) res;
+	(void) arg; /* the endpoint was judged by the try itself */
+}
+
+/* Sends one PING to ep, whose back-off is over. */
+static void
+probe(gw_rpc *rpc, endpoint *ep)
+{
+	call *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		return;
+	}
+	catalog__request__init(&c->pb);
+	snprintf(c->reqid, sizeof(c->reqid), "probe");
+	if (++rpc->next_tag == 0) {
+		rpc->next_tag = 1;
+	}
+	c->rpc = rpc;
+	c->cb = probe_done;
+	c->pin = ep->id;
+	c->pb.tag = rpc->next_tag;
+	c->pb.method = CATALOG__METHOD__METHOD_PING;
+	c->pb.request_id = c->reqid;
+	c->pb.deadline_unix_ms = cm_now_ms() + rpc->try_timeout_ms;
+	c->deadline_us = cm_mono_us() + rpc->try_timeout_ms * 1000LL;
+	CM_DEBUG("GW-ENDPOINT-PROBE", NULL, "endpoint=%s", ep->url);
+	if (dispatch(c) != CM_OK) {
+		free(c);
+	}
+}
+
+static void
+health_cb(evutil_socket_t fd, short what, void *arg)
+{
+	gw_rpc *rpc = arg;
+	int64_t now = cm_mono_us();
+	int     any = 0;
+
+	(void) fd;
+	(void) what;
+	enter(rpc);
+	if (rpc->closing) {
+		return;
+	}
+	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
+		if (!ep->ejected || ep->removed) {
+			continue;
+		}
+		any = 1;
+		if (!ep->probing && now >= ep->eject_until_us &&
+		    ep_ready(ep)) {
+			probe(rpc, ep);
+		}
+	}
+	if (any) {
+		arm_health_timer(rpc);
+	}
+}
+
 /* ---- public calls ---- */
+
+void
+gw_rpc_opts_init(gw_rpc_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->try_timeout_ms = GW_TRY_TIMEOUT_MS_DEF;
+	o->eject_after = GW_EJECT_AFTER_DEF;
+	o->resolve_interval_s = GW_RESOLVE_INTERVAL_DEF;
+}
+
+int
+gw_rpc_new(gw_rpc **out, struct event_base *base, const gw_rpc_opts *o,
+    char *err, size_t errlen)
+{
+	gw_rpc      *rpc;
+	gw_disc_opts dopts = {0};
+	int          rv;
+
+	if ((rpc = calloc(1, sizeof(*rpc))) == NULL) {
+		snprintf(err, errlen, "%s", cm_strerror(CM_ENOMEM));
+		return CM_ENOMEM;
+	}
+	pthread_mutex_init(&rpc->mu, NULL);
+	rpc->base = base;
+	rpc->loop = o->loop;
+	rpc->try_timeout_ms =
+	    o->try_timeout_ms > 0 ? o->try_timeout_ms : GW_TRY_TIMEOUT_MS_DEF;
+	rpc->eject_after =
+	    o->eject_after > 0 ? o->eject_after : GW_EJECT_AFTER_DEF;
+	rpc->budget = BUDGET_FLOOR_PER_S * BUDGET_UNIT;
+	rpc->budget_at_us = cm_mono_us();
+	rpc->rand = (uint64_t) cm_mono_us() ^ (uint64_t) (uintptr_t) rpc ^
+	    0x9e3779b97f4a7c15ULL;
+	if ((rv = gw_rpc_urls_parse(o->upstreams != NULL ? o->upstreams : "",
+	         &rpc->groups, &rpc->ngroups)) != CM_OK) {
+		snprintf(err, errlen, "%s",
+		    rv == CM_EINVAL
+		        ? "want comma-separated NNG URLs, none empty"
+		        : cm_strerror(rv));
+		goto fail;
+	}
+	/* The wake event must exist before any pipe callback can fire. */
+	if ((rpc->series = calloc(rpc->ngroups, sizeof(*rpc->series))) ==
+	        NULL ||
+	    (rpc->wake = event_new(base, -1, 0, wake_cb, rpc)) == NULL ||
+	    (rpc->park_timer = evtimer_new(base, park_cb, rpc)) == NULL ||
+	    (rpc->health_timer = evtimer_new(base, health_cb, rpc)) == NULL) {
+		rv = CM_ENOMEM;
+		snprintf(err, errlen, "%s", cm_strerror(rv));
+		goto fail;
+	}
+	if (m_requests != NULL) {
+		for (size_t i = 0; i < rpc->ngroups; i++) {
+			int idx = cm_label_index(&up_label, rpc->groups[i]);
+			rpc->series[i] = cm_metric_series(m_requests, &idx);
+		}
+	}
+	dopts.interval_s = o->resolve_interval_s > 0 ? o->resolve_interval_s
+	                                             : GW_RESOLVE_INTERVAL_DEF;
+	dopts.dns_servers = o->dns_servers;
+	dopts.resolve = o->resolve;
+	dopts.resolve_arg = o->resolve_arg;
+	if ((rv = gw_disc_new(&rpc->disc, base, rpc->groups, rpc->ngroups,
+	         &dopts, sync_group, rpc, err, errlen)) != CM_OK) {
+		goto fail;
+	}
+	/* Opens the endpoints of IP literals and other URLs now, so that a
+	 * bad one stops startup. */
+	gw_disc_start(rpc->disc);
+	if ((rv = rpc->open_rv) != CM_OK) {
+		snprintf(err, errlen, "%s", rpc->open_err);
+		goto fail;
+	}
+	*out = rpc;
+	return CM_OK;
+fail:
+	gw_rpc_free(rpc);
+	return rv;
+}
+
+void
+gw_rpc_resolve_now(gw_rpc *rpc)
+{
+	gw_disc_refresh(rpc->disc);
+}
+
+gw_ep_state
+gw_rpc_endpoint_state(gw_rpc *rpc, const char *url)
+{
+	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
+		if (ep->removed || strcmp(ep->url, url) != 0) {
+			continue;
+		}
+		if (!ep_ready(ep)) {
+			return GW_EP_DOWN;
+		}
+		return ep->ejected ? GW_EP_EJECTED : GW_EP_HEALTHY;
+	}
+	return GW_EP_NONE;
+}
+
+size_t
+gw_rpc_endpoint_count(gw_rpc *rpc, size_t *healthy)
+{
+	size_t n = 0, h = 0;
+	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
+		if (!ep->removed) {
+			n++;
+			h += ep_healthy(ep);
+		}
+	}
+	if (healthy != NULL) {
+		*healthy = h;
+	}
+	return n;
+}
 
 int
 gw_rpc_call(gw_rpc *rpc, const gw_rpc_req *req, gw_rpc_cb cb, void *arg)
@@ -791,6 +1545,7 @@ gw_rpc_call(gw_rpc *rpc, const gw_rpc_req *req, gw_rpc_cb cb, void *arg)
 	call *c;
 	int   rv;
 
+	enter(rpc);
 	if (rpc->closing) {
 		return CM_EUNAVAIL;
 	}
@@ -820,7 +1575,12 @@ gw_rpc_call(gw_rpc *rpc, const gw_rpc_req *req, gw_rpc_cb cb, void *arg)
 	c->pb.idempotency_key =
 	    (char *) (req->idempotency_key != NULL ? req->idempotency_key
 	                                           : protobuf_c_empty_string);
+	c->pb.traceparent =
+	    (char *) (req->traceparent != NULL ? req->traceparent
+	                                       : protobuf_c_empty_string);
+	c->retryable = retryable(&c->pb);
 	c->deadline_us = cm_mono_us() + (int64_t) req->timeout_ms * 1000;
+	budget_refill(rpc, BUDGET_PER_CALL);
 	if ((rv = dispatch(c)) != CM_OK) {
 		free(c);
 		return rv;
@@ -845,13 +1605,18 @@ gw_rpc_shutdown(gw_rpc *rpc)
 	for (flight *f = rpc->flights; f != NULL; f = f->next) {
 		nng_aio_wait(f->aio);
 	}
-	wake_cb(-1, 0, rpc);
+	if (rpc->wake != NULL) {
+		wake_cb(-1, 0, rpc);
+	}
 	while ((c = rpc->parked) != NULL) {
 		rpc->parked = c->next;
 		call_done(c, CM_EUNAVAIL, NULL);
 	}
 	if (rpc->park_timer != NULL) {
 		evtimer_del(rpc->park_timer);
+	}
+	if (rpc->health_timer != NULL) {
+		evtimer_del(rpc->health_timer);
 	}
 }
 
@@ -862,15 +1627,19 @@ gw_rpc_free(gw_rpc *rpc)
 		return;
 	}
 	gw_rpc_shutdown(rpc);
+	gw_disc_free(rpc->disc);
 	/* nng_close() returns after the pipes' REM_POST callbacks ran, and
 	 * those still use rpc->wake, so the events go last. */
-	for (size_t i = 0; i < rpc->nups; i++) {
-		if (rpc->ups[i].open) {
-			nng_close(rpc->ups[i].sock);
-		}
-		free(rpc->ups[i].url);
+	while (rpc->eps != NULL) {
+		ep_free(rpc->eps);
 	}
-	free(rpc->ups);
+	atomic_fetch_sub(&g_endpoints, rpc->n_eps);
+	atomic_fetch_sub(&g_healthy, rpc->n_healthy);
+	gw_rpc_urls_free(rpc->groups, rpc->ngroups);
+	free(rpc->series);
+	if (rpc->health_timer != NULL) {
+		event_free(rpc->health_timer);
+	}
 	if (rpc->park_timer != NULL) {
 		event_free(rpc->park_timer);
 	}

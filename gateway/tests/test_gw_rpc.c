@@ -1,6 +1,9 @@
-/* test_gw_rpc.c - RPC round trip, failover, deadlines against in-process
- * NNG replicas (inproc transport). */
+/* test_gw_rpc.c - RPC round trip, failover, deadlines, per-try timeouts,
+ * retries, ejection and the retry budget against in-process NNG replicas
+ * (inproc transport). */
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,16 +18,18 @@
 
 #include "cm.h"
 #include "cm_log.h"
+#include "cm_metrics.h"
 #include "gw.h"
 
 /* What a fake replica does with each request it receives. */
-enum mode { ANSWER, SILENT, CLOSE };
+enum mode { ANSWER, SILENT, CLOSE, DRAINING, UNAVAIL };
 
 typedef struct replica {
 	nng_socket  sock;
 	const char *name;
-	enum mode   mode;
-	int         received;
+	atomic_int  mode;
+	atomic_int  received;
+	atomic_int  pings;
 	int32_t     last_inm;
 	pthread_t   tid;
 } replica;
@@ -46,9 +51,15 @@ replica_main(void *arg)
 		assert_non_null(b);
 		assert_int_equal(b->n_requests, 1);
 		r->received++;
+		if (b->requests[0]->method == CATALOG__METHOD__METHOD_PING) {
+			r->pings++;
+		}
 		r->last_inm = b->requests[0]->if_none_match_version;
 		resp.tag = b->requests[0]->tag;
-		resp.status = CATALOG__STATUS__STATUS_OK;
+		resp.status = r->mode == DRAINING
+		    ? CATALOG__STATUS__STATUS_DRAINING
+		    : r->mode == UNAVAIL ? CATALOG__STATUS__STATUS_UNAVAILABLE
+		                         : CATALOG__STATUS__STATUS_OK;
 		resp.replica = (char *) r->name;
 		catalog__batch__free_unpacked(b, NULL);
 		if (r->mode == CLOSE) {
@@ -74,7 +85,7 @@ replica_start(replica *r, const char *url, const char *name, enum mode m)
 {
 	memset(r, 0, sizeof(*r));
 	r->name = name;
-	r->mode = m;
+	atomic_store(&r->mode, m);
 	assert_int_equal(nng_rep0_open(&r->sock), 0);
 	assert_int_equal(nng_listen(r->sock, url, NULL, 0), 0);
 	assert_int_equal(pthread_create(&r->tid, NULL, replica_main, r), 0);
@@ -92,7 +103,9 @@ typedef struct outcome {
 	int                done;
 	int                err;
 	int                retries;
+	int                status;
 	char               replica[32];
+	char               upstream[64];
 	struct event_base *base;
 } outcome;
 
@@ -104,8 +117,13 @@ on_done(const gw_rpc_res *res, void *arg)
 	o->err = res->err;
 	o->retries = res->retries;
 	if (res->resp != NULL) {
+		o->status = res->resp->status;
 		snprintf(
 		    o->replica, sizeof(o->replica), "%s", res->resp->replica);
+	}
+	if (res->upstream != NULL) {
+		snprintf(
+		    o->upstream, sizeof(o->upstream), "%s", res->upstream);
 	}
 	if (o->base != NULL) {
 		event_base_loopbreak(o->base);
@@ -127,9 +145,27 @@ run_until_done(struct event_base *base, outcome *o)
 static void
 settle(struct event_base *base, int ms)
 {
-	struct timeval tv = {0, ms * 1000};
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	event_base_loopexit(base, &tv);
 	event_base_dispatch(base);
+}
+
+/* gw_rpc_new() with default settings but try_ms and eject_after (0: the
+ * defaults). */
+static int
+rpc_open(gw_rpc **rpc, struct event_base *base, const char *urls, int try_ms,
+    int eject_after, char *err, size_t errlen)
+{
+	gw_rpc_opts o;
+	gw_rpc_opts_init(&o);
+	o.upstreams = urls;
+	if (try_ms > 0) {
+		o.try_timeout_ms = try_ms;
+	}
+	if (eject_after > 0) {
+		o.eject_after = eject_after;
+	}
+	return gw_rpc_new(rpc, base, &o, err, errlen);
 }
 
 static gw_rpc_req
@@ -168,7 +204,8 @@ test_rpc_bad_url_refused(void **state)
 	char               err[128];
 	(void) state;
 	assert_int_equal(
-	    gw_rpc_new(&rpc, base, "nosuch://x", err, sizeof(err)), CM_EINVAL);
+	    rpc_open(&rpc, base, "nosuch://x", 0, 0, err, sizeof(err)),
+	    CM_EINVAL);
 	assert_non_null(strstr(err, "nosuch://x"));
 	event_base_free(base);
 }
@@ -185,7 +222,7 @@ test_rpc_round_trip(void **state)
 	(void) state;
 	replica_start(&r, "inproc://rt", "r1", ANSWER);
 	assert_int_equal(
-	    gw_rpc_new(&rpc, base, "inproc://rt", err, sizeof(err)), 0);
+	    rpc_open(&rpc, base, "inproc://rt", 0, 0, err, sizeof(err)), 0);
 	/* sent at once: a call waits for the dialer to connect */
 	assert_int_equal(gw_rpc_call(rpc, &q, on_done, &o), 0);
 	run_until_done(base, &o);
@@ -209,7 +246,8 @@ test_rpc_no_replica_fails_fast(void **state)
 	char               err[128];
 	(void) state;
 	assert_int_equal(
-	    gw_rpc_new(&rpc, base, "inproc://nobody", err, sizeof(err)), 0);
+	    rpc_open(&rpc, base, "inproc://nobody", 0, 0, err, sizeof(err)),
+	    0);
 	assert_int_equal(gw_rpc_call(rpc, &q, on_done, &o), 0);
 	run_until_done(base, &o);
 	assert_int_equal(o.err, CM_EUNAVAIL);
@@ -231,7 +269,8 @@ test_rpc_deadline_is_timeout(void **state)
 	(void) state;
 	replica_start(&r, "inproc://silent", "r1", SILENT);
 	assert_int_equal(
-	    gw_rpc_new(&rpc, base, "inproc://silent", err, sizeof(err)), 0);
+	    rpc_open(&rpc, base, "inproc://silent", 0, 0, err, sizeof(err)),
+	    0);
 	settle(base, 50);
 	t0 = cm_mono_us();
 	assert_int_equal(gw_rpc_call(rpc, &q, on_done, &o), 0);
@@ -258,8 +297,8 @@ test_rpc_failover_on_pipe_loss(void **state)
 	(void) state;
 	replica_start(&bad, "inproc://bad", "bad", CLOSE);
 	replica_start(&good, "inproc://good", "good", ANSWER);
-	assert_int_equal(gw_rpc_new(&rpc, base, "inproc://bad,inproc://good",
-	                     err, sizeof(err)),
+	assert_int_equal(rpc_open(&rpc, base, "inproc://bad,inproc://good", 0,
+	                     0, err, sizeof(err)),
 	    0);
 	settle(base, 50);
 	t0 = cm_mono_us();
@@ -295,7 +334,7 @@ test_rpc_shutdown_fails_pending(void **state)
 	(void) state;
 	replica_start(&r, "inproc://sd", "r1", SILENT);
 	assert_int_equal(
-	    gw_rpc_new(&rpc, base, "inproc://sd", err, sizeof(err)), 0);
+	    rpc_open(&rpc, base, "inproc://sd", 0, 0, err, sizeof(err)), 0);
 	settle(base, 50);
 	assert_int_equal(gw_rpc_call(rpc, &q, on_done, &o), 0);
 	settle(base, 50);
@@ -306,6 +345,341 @@ test_rpc_shutdown_fails_pending(void **state)
 	assert_int_equal(gw_rpc_call(rpc, &q, on_done, &o), CM_EUNAVAIL);
 	gw_rpc_free(rpc);
 	replica_stop(&r);
+	event_base_free(base);
+}
+
+static gw_rpc_req
+write_req(int timeout_ms, const char *key)
+{
+	static Catalog__ProductInput in = CATALOG__PRODUCT_INPUT__INIT;
+	gw_rpc_req                   r = {0};
+	in.sku = "SKU-1";
+	in.name = "lamp";
+	r.method = CATALOG__METHOD__METHOD_CREATE_PRODUCT;
+	r.request_id = "test-write";
+	r.timeout_ms = timeout_ms;
+	r.input = &in;
+	r.idempotency_key = key;
+	return r;
+}
+
+/* One call, run to its end. */
+static outcome
+call_once(struct event_base *base, gw_rpc *rpc, const gw_rpc_req *q)
+{
+	outcome o = {0};
+	assert_int_equal(gw_rpc_call(rpc, q, on_done, &o), 0);
+	run_until_done(base, &o);
+	return o;
+}
+
+/* Calls call_until_hit() made, the last included. */
+static int hit_calls;
+
+/* Sends q until replica `target` has received one more request (the
+ * choice is random), checking every call that went elsewhere. Returns the
+ * outcome of the call that reached target. */
+static outcome
+call_until_hit(struct event_base *base, gw_rpc *rpc, const gw_rpc_req *q,
+    replica *target, const char *other_name)
+{
+	for (int i = 0; i < 64; i++) {
+		int     before = target->received;
+		outcome o = call_once(base, rpc, q);
+		hit_calls = i + 1;
+		if (target->received > before) {
+			return o;
+		}
+		assert_int_equal(o.err, CM_OK);
+		assert_string_equal(o.replica, other_name);
+		assert_int_equal(o.retries, 0);
+	}
+	fail_msg("the target replica never got a request");
+	return (outcome) {0};
+}
+
+static void
+test_rpc_try_timeout_fails_over(void **state)
+{
+	struct event_base *base = event_base_new();
+	gw_rpc            *rpc;
+	replica            hung, ok;
+	gw_rpc_req         q = get_req(2000);
+	outcome            o;
+	int64_t            t0;
+	char               err[128];
+	(void) state;
+	replica_start(&hung, "inproc://hung", "hung", SILENT);
+	replica_start(&ok, "inproc://ok", "ok", ANSWER);
+	assert_int_equal(rpc_open(&rpc, base, "inproc://hung,inproc://ok", 100,
+	                     0, err, sizeof(err)),
+	    0);
+	settle(base, 50);
+	t0 = cm_mono_us();
+	o = call_until_hit(base, rpc, &q, &hung, "ok");
+	/* the hung replica cost one try timeout, not an error */
+	assert_int_equal(o.err, CM_OK);
+	assert_string_equal(o.replica, "ok");
+	assert_string_equal(o.upstream, "inproc://ok");
+	assert_int_equal(o.retries, 1);
+	assert_true(cm_mono_us() - t0 >= 95000);
+	assert_true(cm_mono_us() - t0 < 1000000);
+	replica_stop(&hung);
+	gw_rpc_free(rpc);
+	replica_stop(&ok);
+	event_base_free(base);
+}
+
+static int
+metric_has(const char *line)
+{
+	char  *text;
+	size_t len;
+	int    found;
+	assert_int_equal(cm_metrics_render(&text, &len), CM_OK);
+	found = strstr(text, line) != NULL;
+	if (!found) {
+		print_message("metrics lack \"%s\":\n%s", line, text);
+	}
+	free(text);
+	return found;
+}
+
+static void
+test_rpc_eject_and_probe(void **state)
+{
+	struct event_base *base = event_base_new();
+	gw_rpc            *rpc;
+	replica            flaky, ok;
+	gw_rpc_req         q = get_req(2000);
+	char               err[128];
+	size_t             healthy;
+	(void) state;
+	replica_start(&flaky, "inproc://flaky", "flaky", UNAVAIL);
+	replica_start(&ok, "inproc://ok", "ok", ANSWER);
+	assert_int_equal(rpc_open(&rpc, base, "inproc://flaky,inproc://ok", 0,
+	                     3, err, sizeof(err)),
+	    0);
+	settle(base, 50);
+	/* Each UNAVAILABLE read is retried on "ok": clients see no error. */
+	for (int i = 0; i < 3; i++) {
+		outcome o = call_until_hit(base, rpc, &q, &flaky, "ok");
+		assert_int_equal(o.err, CM_OK);
+		assert_string_equal(o.replica, "ok");
+		assert_int_equal(o.retries, 1);
+	}
+	assert_int_equal(
+	    gw_rpc_endpoint_state(rpc, "inproc://flaky"), GW_EP_EJECTED);
+	assert_int_equal(gw_rpc_endpoint_count(rpc, &healthy), 2);
+	assert_int_equal(healthy, 1);
+	assert_true(metric_has("gateway_upstream_ejections_total{upstream="
+	                       "\"inproc://flaky\"} 1"));
+	assert_true(metric_has("gateway_upstream_endpoints_healthy 1"));
+	for (int i = 0; i < 10; i++) {
+		outcome o = call_once(base, rpc, &q);
+		assert_string_equal(o.replica, "ok");
+	}
+	assert_int_equal(flaky.received, 3);
+	/* After 1 s one probe; it fails, so the back-off doubles to 2 s. */
+	settle(base, 1300);
+	assert_int_equal(flaky.pings, 1);
+	assert_int_equal(
+	    gw_rpc_endpoint_state(rpc, "inproc://flaky"), GW_EP_EJECTED);
+	atomic_store(&flaky.mode, ANSWER);
+	settle(base, 1200);
+	assert_int_equal(flaky.pings, 1);
+	settle(base, 1000);
+	assert_int_equal(flaky.pings, 2);
+	assert_int_equal(
+	    gw_rpc_endpoint_state(rpc, "inproc://flaky"), GW_EP_HEALTHY);
+	call_until_hit(base, rpc, &q, &flaky, "ok");
+	replica_stop(&flaky);
+	gw_rpc_free(rpc);
+	replica_stop(&ok);
+	event_base_free(base);
+}
+
+static void
+test_rpc_last_healthy_never_ejected(void **state)
+{
+	struct event_base *base = event_base_new();
+	gw_rpc            *rpc;
+	replica            r;
+	gw_rpc_req         q = get_req(2000);
+	char               err[128];
+	(void) state;
+	replica_start(&r, "inproc://alone", "alone", UNAVAIL);
+	assert_int_equal(
+	    rpc_open(&rpc, base, "inproc://alone", 0, 1, err, sizeof(err)), 0);
+	settle(base, 50);
+	for (int i = 0; i < 5; i++) {
+		outcome o = call_once(base, rpc, &q);
+		/* the replica's own answer reaches the client (503) */
+		assert_int_equal(o.err, CM_OK);
+		assert_int_equal(
+		    o.status, CATALOG__STATUS__STATUS_UNAVAILABLE);
+		assert_int_equal(o.retries, 0);
+	}
+	assert_int_equal(
+	    gw_rpc_endpoint_state(rpc, "inproc://alone"), GW_EP_HEALTHY);
+	gw_rpc_free(rpc);
+	replica_stop(&r);
+	event_base_free(base);
+}
+
+static void
+test_rpc_draining_write_retried(void **state)
+{
+	struct event_base *base = event_base_new();
+	gw_rpc            *rpc;
+	replica            dr, ok;
+	gw_rpc_req         q = write_req(2000, NULL);
+	outcome            o;
+	char               err[128];
+	(void) state;
+	replica_start(&dr, "inproc://drain", "drain", DRAINING);
+	replica_start(&ok, "inproc://ok", "ok", ANSWER);
+	assert_int_equal(rpc_open(&rpc, base, "inproc://drain,inproc://ok", 0,
+	                     0, err, sizeof(err)),
+	    0);
+	settle(base, 50);
+	/* A write without a key, but the replica did nothing: retried. */
+	o = call_until_hit(base, rpc, &q, &dr, "ok");
+	assert_int_equal(o.err, CM_OK);
+	assert_string_equal(o.replica, "ok");
+	assert_int_equal(o.retries, 1);
+	/* and the draining replica is out of rotation at once */
+	assert_int_equal(
+	    gw_rpc_endpoint_state(rpc, "inproc://drain"), GW_EP_EJECTED);
+	replica_stop(&dr);
+	gw_rpc_free(rpc);
+	replica_stop(&ok);
+	event_base_free(base);
+}
+
+static void
+test_rpc_write_not_retried(void **state)
+{
+	struct event_base *base = event_base_new();
+	gw_rpc            *rpc;
+	replica            lose, ok;
+	gw_rpc_req         q = write_req(2000, NULL);
+	outcome            o;
+	int                ok_before;
+	char               err[128];
+	(void) state;
+	replica_start(&lose, "inproc://lose", "lose", CLOSE);
+	replica_start(&ok, "inproc://ok", "ok", ANSWER);
+	assert_int_equal(rpc_open(&rpc, base, "inproc://lose,inproc://ok", 0,
+	                     0, err, sizeof(err)),
+	    0);
+	settle(base, 50);
+	ok_before = ok.received;
+	o = call_until_hit(base, rpc, &q, &lose, "ok");
+	/* the write may have been applied: its fate is unknown (502) */
+	assert_int_equal(o.err, CM_EUNAVAIL);
+	assert_int_equal(o.retries, 0);
+	settle(base, 50);
+	/* "ok" got only the writes that went there in the first place */
+	assert_int_equal(ok.received - ok_before, hit_calls - 1);
+	replica_stop(&lose);
+	gw_rpc_free(rpc);
+	replica_stop(&ok);
+	event_base_free(base);
+}
+
+static void
+test_rpc_write_timeout_not_retried(void **state)
+{
+	struct event_base *base = event_base_new();
+	gw_rpc            *rpc;
+	replica            hung, ok;
+	gw_rpc_req         q = write_req(600, NULL);
+	outcome            o;
+	int64_t            t0;
+	char               err[128];
+	(void) state;
+	replica_start(&hung, "inproc://hung", "hung", SILENT);
+	replica_start(&ok, "inproc://ok", "ok", ANSWER);
+	assert_int_equal(rpc_open(&rpc, base, "inproc://hung,inproc://ok", 100,
+	                     0, err, sizeof(err)),
+	    0);
+	settle(base, 50);
+	t0 = cm_mono_us();
+	o = call_until_hit(base, rpc, &q, &hung, "ok");
+	/* no per-try timeout for a write sent once: the whole deadline */
+	assert_int_equal(o.err, CM_ETIMEDOUT);
+	assert_int_equal(o.retries, 0);
+	assert_true(cm_mono_us() - t0 >= 590000);
+	assert_int_equal(hung.received, 1);
+	replica_stop(&hung);
+	gw_rpc_free(rpc);
+	replica_stop(&ok);
+	event_base_free(base);
+}
+
+static void
+test_rpc_keyed_write_retried(void **state)
+{
+	struct event_base *base = event_base_new();
+	gw_rpc            *rpc;
+	replica            hung, ok;
+	gw_rpc_req         q = write_req(2000, "key-1");
+	outcome            o;
+	char               err[128];
+	(void) state;
+	replica_start(&hung, "inproc://hung", "hung", SILENT);
+	replica_start(&ok, "inproc://ok", "ok", ANSWER);
+	assert_int_equal(rpc_open(&rpc, base, "inproc://hung,inproc://ok", 100,
+	                     0, err, sizeof(err)),
+	    0);
+	settle(base, 50);
+	o = call_until_hit(base, rpc, &q, &hung, "ok");
+	assert_int_equal(o.err, CM_OK);
+	assert_string_equal(o.replica, "ok");
+	assert_int_equal(o.retries, 1);
+	replica_stop(&hung);
+	gw_rpc_free(rpc);
+	replica_stop(&ok);
+	event_base_free(base);
+}
+
+static void
+test_rpc_retry_budget(void **state)
+{
+	struct event_base *base = event_base_new();
+	gw_rpc            *rpc;
+	replica            a, b;
+	gw_rpc_req         q = get_req(2000);
+	int                retries = 0;
+	char               err[128], line[128];
+	(void) state;
+	replica_start(&a, "inproc://b1", "b1", UNAVAIL);
+	replica_start(&b, "inproc://b2", "b2", UNAVAIL);
+	assert_int_equal(rpc_open(&rpc, base, "inproc://b1,inproc://b2", 0,
+	                     1000, err, sizeof(err)),
+	    0);
+	settle(base, 50);
+	/* Every call would like one retry; the budget allows about 10 plus
+	 * 0.2 a call (and 10 a second). */
+	for (int i = 0; i < 100; i++) {
+		outcome o = call_once(base, rpc, &q);
+		assert_int_equal(o.err, CM_OK);
+		assert_int_equal(
+		    o.status, CATALOG__STATUS__STATUS_UNAVAILABLE);
+		retries += o.retries;
+	}
+	assert_true(retries >= 25);
+	assert_true(retries <= 45);
+	assert_int_equal(a.received + b.received, 100 + retries);
+	/* 100 calls and their retries, each counted where it went */
+	snprintf(line, sizeof(line),
+	    "gateway_upstream_requests_total{upstream=\"inproc://b1\"} %d",
+	    a.received);
+	assert_true(metric_has(line));
+	replica_stop(&a);
+	replica_stop(&b);
+	gw_rpc_free(rpc);
 	event_base_free(base);
 }
 
@@ -320,12 +694,24 @@ main(void)
 	    cmocka_unit_test(test_rpc_deadline_is_timeout),
 	    cmocka_unit_test(test_rpc_failover_on_pipe_loss),
 	    cmocka_unit_test(test_rpc_shutdown_fails_pending),
+	    cmocka_unit_test(test_rpc_try_timeout_fails_over),
+	    cmocka_unit_test(test_rpc_eject_and_probe),
+	    cmocka_unit_test(test_rpc_last_healthy_never_ejected),
+	    cmocka_unit_test(test_rpc_draining_write_retried),
+	    cmocka_unit_test(test_rpc_write_not_retried),
+	    cmocka_unit_test(test_rpc_write_timeout_not_retried),
+	    cmocka_unit_test(test_rpc_keyed_write_retried),
+	    cmocka_unit_test(test_rpc_retry_budget),
 	};
 	int rv;
 	evthread_use_pthreads();
 	cm_log_init("test", "error");
+	assert_int_equal(cm_metrics_init(1), CM_OK);
+	assert_int_equal(
+	    gw_rpc_metrics_init("inproc://flaky,inproc://b1"), CM_OK);
 	rv = cmocka_run_group_tests(tests, NULL, NULL);
 	nng_fini();
+	cm_metrics_fini();
 	libevent_global_shutdown();
 	return rv;
 }
