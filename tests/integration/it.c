@@ -428,8 +428,9 @@ spawn_replica(it_stack *s, int i)
 	snprintf(db, sizeof(db), "DATABASE_URL=%s", dburl);
 	snprintf(redis, sizeof(redis), "REDIS_URL=%s", s->redis_url);
 	snprintf(lname, sizeof(lname), "replica-%d-%d", i + 1, s->rep_port[i]);
-	static const char *const defaults[] = {
-	    "PRODUCT_THREADS=2", "PRODUCT_DB_CONNS=2", NULL};
+	static const char *const defaults[] = {"PRODUCT_THREADS=2",
+	    "PRODUCT_DB_CONNS=2", "PRODUCT_DRAIN_DELAY_S=0",
+	    "PRODUCT_ADMIN_LISTEN=127.0.0.1:0", NULL};
 	env[n++] = listen;
 	env[n++] = name;
 	env[n++] = db;
@@ -464,22 +465,83 @@ it_stack_start_replica(it_stack *s, int i)
 }
 
 int
-it_stack_start(
-    it_stack *s, int nrep, const char *redis_url, const char *const *extra_env)
+it_gateway_start(it_proc *gw, int *port, const char *upstreams,
+    const char *const *extra_env)
 {
-	char  bin[512], listen[64], ups[sizeof(s->upstreams) + 32], lname[64];
+	char  bin[512], listen[64], ups[IT_MAX_REPLICAS * 40 + 32], lname[64];
 	char *argv[2];
 	const char *env[32];
 	const char *ibin;
-	size_t      off = 0;
 	int         n = 0;
 	int64_t     end;
+
+	memset(gw, 0, sizeof(*gw));
+	if ((ibin = it_env("IT_BIN")) == NULL ||
+	    (*port = it_free_port()) < 0) {
+		return -1;
+	}
+	snprintf(bin, sizeof(bin), "%s/gateway", ibin);
+	snprintf(listen, sizeof(listen), "GATEWAY_LISTEN=127.0.0.1:%d", *port);
+	snprintf(ups, sizeof(ups), "GATEWAY_UPSTREAMS=%s", upstreams);
+	snprintf(lname, sizeof(lname), "gateway-%d", *port);
+	/* No drain delay (tests stop gateways often), and an admin port of
+	 * its own so gateways never share one through SO_REUSEPORT. */
+	static const char *const defaults[] = {"GATEWAY_THREADS=2",
+	    "GATEWAY_DRAIN_DELAY_S=0", "GATEWAY_ADMIN_LISTEN=127.0.0.1:0",
+	    NULL};
+	env[n++] = listen;
+	env[n++] = ups;
+	env_finish(env, &n, extra_env, defaults);
+	argv[0] = bin;
+	argv[1] = NULL;
+	if (it_proc_spawn(gw, lname, argv, env) != 0) {
+		return -1;
+	}
+	if (it_wait_port(*port, 10000) != 0) {
+		fprintf(stderr, "it: gateway did not listen on %d in 10 s\n",
+		    *port);
+		goto fail;
+	}
+	/* The gateway dials its upstreams in the background: wait until a
+	 * replica answers a ping through it. */
+	end = it_now_ms() + 10000;
+	for (;;) {
+		it_http_resp r;
+		int          st = -1;
+		if (it_http(&r, *port, "GET", "/readyz", NULL, NULL, 0,
+		        2000) == 0) {
+			st = r.status;
+			it_http_resp_free(&r);
+		}
+		if (st == 200) {
+			break;
+		}
+		if (it_now_ms() >= end) {
+			fprintf(stderr,
+			    "it: /readyz not 200 in 10 s (last %d)\n", st);
+			goto fail;
+		}
+		it_sleep_ms(50);
+	}
+	return 0;
+
+fail:
+	it_proc_dump_log(gw, 30);
+	it_proc_stop(gw, SIGTERM, 5000);
+	return -1;
+}
+
+int
+it_stack_start(
+    it_stack *s, int nrep, const char *redis_url, const char *const *extra_env)
+{
+	size_t off = 0;
 
 	memset(s, 0, sizeof(*s));
 	if (nrep < 1 || nrep > IT_MAX_REPLICAS) {
 		return -1;
 	}
-	if ((ibin = it_env("IT_BIN")) == NULL) {
+	if (it_env("IT_BIN") == NULL) {
 		return -1;
 	}
 	if (redis_url == NULL &&
@@ -505,55 +567,13 @@ it_stack_start(
 			goto fail;
 		}
 	}
-	if ((s->gw_port = it_free_port()) < 0) {
+	if (it_gateway_start(&s->gw, &s->gw_port, s->upstreams, extra_env) !=
+	    0) {
 		goto fail;
-	}
-	snprintf(bin, sizeof(bin), "%s/gateway", ibin);
-	snprintf(
-	    listen, sizeof(listen), "GATEWAY_LISTEN=127.0.0.1:%d", s->gw_port);
-	snprintf(ups, sizeof(ups), "GATEWAY_UPSTREAMS=%s", s->upstreams);
-	snprintf(lname, sizeof(lname), "gateway-%d", s->gw_port);
-	static const char *const defaults[] = {"GATEWAY_THREADS=2", NULL};
-	env[n++] = listen;
-	env[n++] = ups;
-	env_finish(env, &n, extra_env, defaults);
-	argv[0] = bin;
-	argv[1] = NULL;
-	if (it_proc_spawn(&s->gw, lname, argv, env) != 0) {
-		goto fail;
-	}
-	if (it_wait_port(s->gw_port, 10000) != 0) {
-		fprintf(stderr, "it: gateway did not listen on %d in 10 s\n",
-		    s->gw_port);
-		goto fail;
-	}
-	/* The gateway dials its upstreams in the background: wait until a
-	 * replica answers a ping through it. */
-	end = it_now_ms() + 10000;
-	for (;;) {
-		it_http_resp r;
-		int          st = -1;
-		if (it_http(&r, s->gw_port, "GET", "/readyz", NULL, NULL, 0,
-		        2000) == 0) {
-			st = r.status;
-			it_http_resp_free(&r);
-		}
-		if (st == 200) {
-			break;
-		}
-		if (it_now_ms() >= end) {
-			fprintf(stderr,
-			    "it: /readyz not 200 in 10 s (last %d)\n", st);
-			goto fail;
-		}
-		it_sleep_ms(50);
 	}
 	return 0;
 
 fail:
-	if (s->gw.pid > 0 || s->gw.log[0] != '\0') {
-		it_proc_dump_log(&s->gw, 30);
-	}
 	for (int i = 0; i < nrep; i++) {
 		if (s->rep[i].log[0] != '\0') {
 			it_proc_dump_log(&s->rep[i], 30);
@@ -784,21 +804,39 @@ parse_head(it_http_resp *r, char *head)
 }
 
 int
+it_http_connect(int port, int timeout_ms)
+{
+	return connect_to(port, timeout_ms);
+}
+
+int
 it_http(it_http_resp *r, int port, const char *method, const char *path,
     const char *const headers[], const char *body, size_t body_len,
     int timeout_ms)
+{
+	int fd = connect_to(port, timeout_ms);
+
+	if (fd < 0) {
+		memset(r, 0, sizeof(*r));
+		return -1;
+	}
+	return it_http_on(
+	    r, fd, port, method, path, headers, body, body_len, timeout_ms);
+}
+
+int
+it_http_on(it_http_resp *r, int fd, int port, const char *method,
+    const char *path, const char *const headers[], const char *body,
+    size_t body_len, int timeout_ms)
 {
 	int64_t     deadline = it_now_ms() + timeout_ms;
 	buf         req = {0}, in = {0}, out = {0};
 	char       *hend, *head = NULL;
 	const char *te, *cl;
 	size_t      hlen;
-	int         fd = -1, rv = -1, nobody;
+	int         rv = -1, nobody;
 
 	memset(r, 0, sizeof(*r));
-	if ((fd = connect_to(port, timeout_ms)) < 0) {
-		goto out;
-	}
 	if (buf_printf(&req,
 	        "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
 	        "Connection: close\r\n",
@@ -1131,6 +1169,27 @@ int
 it_redis_flushall(int port)
 {
 	return redis_simple(port, "FLUSHALL", NULL);
+}
+
+long long
+it_redis_count_keys(int port, const char *pattern)
+{
+	redisContext *c = redis_open(port);
+	redisReply   *rep;
+	long long     n = -1;
+
+	if (c == NULL) {
+		return -1;
+	}
+	rep = redisCommand(c, "KEYS %s", pattern);
+	if (rep != NULL && rep->type == REDIS_REPLY_ARRAY) {
+		n = (long long) rep->elements;
+	}
+	if (rep != NULL) {
+		freeReplyObject(rep);
+	}
+	redisFree(c);
+	return n;
 }
 
 int

@@ -110,6 +110,15 @@ typedef struct it_stack {
 int it_stack_start(it_stack *s, int nrep, const char *redis_url,
     const char *const *extra_env);
 
+/* Starts one gateway on a free port in front of upstreams (the
+ * comma-separated NNG URLs of GATEWAY_UPSTREAMS, e.g. another stack's
+ * upstreams, to put two gateways in front of the same replicas), with
+ * extra_env added (may be NULL; must outlive the call). Waits until it
+ * accepts and /readyz answers 200. Returns 0 with *gw and *port filled, or
+ * -1 after printing its log and stopping it. Stop it with it_proc_stop(). */
+int it_gateway_start(it_proc *gw, int *port, const char *upstreams,
+    const char *const *extra_env);
+
 /* Returns how many it_stack_stop() calls found sanitizer reports. cmocka
  * does not count a failed group teardown as a failure, so main() adds
  * this to its result. */
@@ -143,6 +152,17 @@ typedef struct it_http_resp {
 int it_http(it_http_resp *r, int port, const char *method, const char *path,
     const char *const headers[], const char *body, size_t body_len,
     int timeout_ms);
+
+/* Connects to 127.0.0.1:port within timeout_ms. Returns the socket, or
+ * -1. Pass it to it_http_on(), which closes it. */
+int it_http_connect(int port, int timeout_ms);
+
+/* it_http() on a socket from it_http_connect() (port only names the Host
+ * header), so that a test can open many connections first and send on
+ * all of them at once. Closes fd in every case. */
+int it_http_on(it_http_resp *r, int fd, int port, const char *method,
+    const char *path, const char *const headers[], const char *body,
+    size_t body_len, int timeout_ms);
 
 /* GET path with optional headers, IT_HTTP_TIMEOUT_MS. */
 int it_http_get(
@@ -193,6 +213,10 @@ char *it_redis_get(int port, const char *key, size_t *len, int *found);
 /* DEL key / FLUSHALL on the Redis on port. Return 0 or -1. */
 int it_redis_del(int port, const char *key);
 int it_redis_flushall(int port);
+
+/* Returns how many keys match pattern (KEYS; small test data sets only),
+ * or -1 on error. */
+long long it_redis_count_keys(int port, const char *pattern);
 
 /* Returns 1 when the Redis on port answers PING. */
 int it_redis_ping(int port);

@@ -80,7 +80,11 @@ test_faults_redis_down_bypass(void **state)
 	(void) state;
 	/* The cache works to begin with. */
 	get_cache_outcome("/products/5", xc, sizeof(xc));
-	assert_string_equal(xc, "MISS");
+	/* MISS, or HIT when a slow first try was retried on the other
+	 * replica after the first had filled the entry; never BYPASS. */
+	if (strcmp(xc, "HIT") != 0) {
+		assert_string_equal(xc, "MISS");
+	}
 	get_cache_outcome("/products/5", xc, sizeof(xc));
 	if (strcmp(xc, "HIT") != 0) {
 		/* The fill may trail the first answer by a moment. */
