@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "catalog.pb-c.h"
+#include "cm_log.h"
 
 struct event_base;
 struct event;
@@ -50,8 +51,16 @@ typedef struct ps_config {
 	long long    idempotency_ttl_s; /* idempotency records live */
 	const char  *name;              /* Response.replica */
 	const char  *log_level;
-	long long    fill_delay_ms; /* test hook PS_TEST_FILL_DELAY_MS */
-	ps_redis_url redis;         /* redis_url, parsed */
+	const char  *log_format;   /* json, text, or "" (json unless a tty) */
+	const char  *admin_listen; /* host:port of /metrics, /healthz, ... */
+	long long    breaker_failures; /* Redis failures in a row that open */
+	long long    breaker_cooldown_ms; /* open this long, then one probe */
+	long long    stale_if_error_s; /* stale entries kept for PG errors */
+	long long    max_inflight;     /* requests in progress, per process */
+	long long    drain_delay_s;    /* SIGTERM: refuse new work this long */
+	long long    drain_timeout_s;  /* then wait this long for the rest */
+	long long    fill_delay_ms;    /* test hook PS_TEST_FILL_DELAY_MS */
+	ps_redis_url redis;            /* redis_url, parsed */
 } ps_config;
 
 typedef struct ps_cache ps_cache;
@@ -133,6 +142,109 @@ int  ps_rpc_attach(ps_rpc *rpc, ps_worker *w, int nctx);
 void ps_rpc_close(ps_rpc *rpc);
 void ps_rpc_free(ps_rpc *rpc);
 
+/* ---- ps_breaker.c: circuit breaker state machine (pure) ---- */
+
+enum {
+	PS_BREAKER_CLOSED = 0, /* the values of product_redis_circuit_state */
+	PS_BREAKER_OPEN = 1,
+	PS_BREAKER_HALF_OPEN = 2,
+};
+enum { PS_BREAKER_DENY = 0, PS_BREAKER_ALLOW = 1, PS_BREAKER_PROBE = 2 };
+
+typedef struct ps_breaker {
+	int     state;
+	int     failures; /* in a row, while closed */
+	int     threshold;
+	int     probing; /* half-open: the probe is out */
+	int64_t cooldown_us;
+	int64_t open_until_us;
+} ps_breaker;
+
+void ps_breaker_init(ps_breaker *b, int threshold, int64_t cooldown_us);
+int  ps_breaker_allow(ps_breaker *b, int64_t now_us);
+void ps_breaker_done(ps_breaker *b, int probe, int ok, int64_t now_us);
+int  ps_breaker_state(const ps_breaker *b);
+
+/* ---- ps_drain.c: admission (PRODUCT_MAX_INFLIGHT) and graceful stop ---- */
+
+enum { PS_ADMIT_OK = 0, PS_ADMIT_DRAINING = 1, PS_ADMIT_OVERLOADED = 2 };
+
+typedef enum ps_drain_phase {
+	PS_DRAIN_RUNNING, /* serving */
+	PS_DRAIN_DELAY,   /* new requests answered DRAINING, socket open */
+	PS_DRAIN_WAIT,    /* the same, until in-flight requests are done */
+	PS_DRAIN_CLOSE,   /* close the socket and the connections, exit */
+} ps_drain_phase;
+
+typedef struct ps_drain {
+	ps_drain_phase phase;
+	int64_t        delay_ms;
+	int64_t        timeout_ms;
+	int64_t        deadline_ms; /* of the current phase */
+} ps_drain;
+
+void ps_drain_init(ps_drain *d, int delay_s, int timeout_s, long max);
+int  ps_drain_admit(void);
+void ps_drain_leave(void);
+long ps_drain_inflight(void);
+int  ps_drain_draining(void);
+void ps_drain_set_listening(int on);
+int  ps_drain_listening(void);
+ps_drain_phase ps_drain_signal(ps_drain *d, int sig, int64_t now_ms);
+ps_drain_phase ps_drain_tick(ps_drain *d, int64_t now_ms, long n);
+int64_t        ps_drain_wait_ms(const ps_drain *d, int64_t now_ms);
+
+/* ---- ps_metrics.c: the service's Prometheus families ---- */
+
+#define PS_MAX_THREADS 256 /* PRODUCT_THREADS at most */
+
+/* product_pg_query_duration_seconds{query}: one per prepared statement. */
+enum {
+	PS_Q_GET_PRODUCT,
+	PS_Q_LIST_PRODUCTS,
+	PS_Q_CATALOG_WRITE,
+	PS_Q_RESERVE_ID,
+};
+/* product_redis_errors_total{kind} */
+enum { PS_REDIS_TIMEOUT, PS_REDIS_ERROR, PS_REDIS_DISCONNECTED };
+/* product_cache_leases_total{result} */
+enum { PS_LEASE_M_GRANTED, PS_LEASE_M_BUSY, PS_LEASE_M_FENCED };
+
+int  ps_metrics_init(int nthreads);
+void ps_metrics_rpc_done(
+    const Catalog__Request *rq, const Catalog__Response *rsp, int64_t dur_us);
+void ps_metrics_flight_join(void);
+void ps_metrics_lease(int result);
+void ps_metrics_redis_command(int64_t dur_us);
+void ps_metrics_redis_error(int kind);
+void ps_metrics_breaker_state(int worker, int state);
+void ps_metrics_pg_query(int query, int64_t dur_us);
+void ps_metrics_pg_error(void);
+void ps_metrics_pg_conn(int up, int delta);
+int  ps_metrics_pg_up(void);
+void ps_metrics_pg_queue_wait(void);
+void ps_metrics_pg_queue_waited(int64_t dur_us);
+
+/* Per-request log lines carry the request id and the trace id of the
+ * request's traceparent ("-" when it has none or a bad one). */
+const char *ps_trace_id(const Catalog__Request *rq, char *buf, size_t len);
+void ps_log_req(cm_log_level lvl, const char *id, const Catalog__Request *rq,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#define PS_RLOG(lvl, id, rq, ...)                             \
+	do {                                                  \
+		if ((lvl) >= cm_log_min) {                    \
+			ps_log_req(lvl, id, rq, __VA_ARGS__); \
+		}                                             \
+	} while (0)
+
+/* ---- ps_admin.c: the admin HTTP listener ---- */
+
+typedef struct ps_admin ps_admin;
+int                     ps_admin_open(const char *listen, ps_admin **out);
+int                     ps_admin_port(const ps_admin *a);
+int                     ps_admin_start(ps_admin *a);
+void                    ps_admin_free(ps_admin *a);
+
 /* ---- ps_product.c: answers one request ---- */
 
 typedef void (*ps_done_fn)(void *arg);
@@ -175,9 +287,11 @@ char              *ps_msg_strdup(const char *s, size_t len);
 #define PS_ENTRY_NEGATIVE     "N"
 #define PS_ENTRY_NEGATIVE_LEN 1
 
-int ps_entry_encode(const Catalog__Product *p, uint8_t **out, size_t *len);
-int ps_entry_decode(
-    const uint8_t *data, size_t len, Catalog__Product **out, int *version);
+int ps_entry_encode(const Catalog__Product *p, int64_t fresh_until_s,
+    uint8_t **out, size_t *len);
+int ps_entry_decode(const uint8_t *data, size_t len, Catalog__Product **out,
+    int *version, int64_t *fresh_until_s);
+int ps_entry_fresh(int64_t fresh_until_s, int64_t now_ms);
 long long ps_entry_ttl_ms(long long ttl_s, uint64_t rnd);
 uint64_t  ps_rand_next(uint64_t *state);
 
@@ -206,13 +320,13 @@ typedef void (*ps_cache_done_fn)(void *arg, int rv);
 
 #define PS_CACHE_TOKEN_LEN 32 /* hex characters of a lease token */
 
-int  ps_cache_url_parse(const char *url, ps_redis_url *out);
-int  ps_cache_new(struct event_base *base, const ps_redis_url *url,
-     int timeout_ms, ps_cache **out);
+int ps_cache_url_parse(const char *url, ps_redis_url *out);
+int ps_cache_new(
+    struct event_base *base, const ps_config *cfg, int index, ps_cache **out);
 void ps_cache_free(ps_cache *c);
 int  ps_cache_get(ps_cache *c, int64_t id, ps_cache_get_fn cb, void *arg);
 int  ps_cache_lease(ps_cache *c, int64_t id, const char *token,
-     long long lease_ms, ps_cache_lease_fn cb, void *arg);
+     long long lease_ms, int64_t now_s, ps_cache_lease_fn cb, void *arg);
 int  ps_cache_fill(ps_cache *c, int64_t id, const char *token, int version,
      const uint8_t *val, size_t len, long long ttl_ms, ps_cache_fill_fn cb,
      void *arg);
@@ -224,6 +338,8 @@ extern const char ps_cache_lease_lua[];
 extern const char ps_cache_fill_lua[];
 extern const char ps_cache_begin_write_lua[];
 extern const char ps_cache_end_write_lua[];
+extern const char ps_cache_release_lua[];
+int               ps_cache_release(ps_cache *c, int64_t id, const char *token);
 
 /* ---- ps_db.c: PostgreSQL (non-blocking libpq) ---- */
 

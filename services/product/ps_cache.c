@@ -15,6 +15,17 @@
  * An end-write that fails is remembered and sent again on the next connect:
  * until it runs, its fence keeps readers from filling the id
  * (docs/consistency.md, "Failure cases").
+ *
+ * A circuit breaker (ps_breaker.c) watches every command's first outcome:
+ * PRODUCT_REDIS_BREAKER_FAILURES failures in a row (timeouts, error
+ * replies, a lost or absent connection) open it, and while it is open
+ * every call fails at once with CM_EUNAVAIL, so reads bypass the cache
+ * without waiting for a timeout each. After the cooldown one command goes
+ * as a probe; its reply closes the breaker. A worker that gets no request
+ * probes by itself (a GET of product:0, which never exists) when the
+ * cooldown ends or the connection comes back, so the cache is used again
+ * within seconds of Redis returning. End-writes are repairs and go
+ * whenever the connection is up, breaker or not.
  */
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
@@ -40,16 +51,24 @@
 /* The scripts of docs/consistency.md, each run atomically by Redis. Keys:
  * product:{id} (the entry), product:{id}:lease, product:{id}:fence. */
 
-/* lease (a reader after a GET miss). KEYS: entry, lease, fence. ARGV:
- * token, lease ms. Returns {0, entry} (hit), {1} (granted: the caller may
- * fill with its token), {2} (fenced: a write is in progress, read but do
- * not fill) or {3} (busy: another reader holds the lease). A value that
- * is not an entry ('N' or 'P<version>:...') counts as none, so that a fill
- * replaces it. */
+/* lease (a reader after a GET miss, or after a stale entry). KEYS: entry,
+ * lease, fence. ARGV: token, lease ms, the replica's Unix second. Returns
+ * {0, entry} (hit), {1} (granted: the caller may fill with its token), {2}
+ * (fenced: a write is in progress, read but do not fill) or {3} (busy:
+ * another reader holds the lease). A fresh entry ('N', 'P<version>:' +
+ * protobuf, or 'P<version>:<fresh until>:' with that second still ahead)
+ * is a hit; a stale one or a value that is not an entry counts as none, so
+ * that a fill replaces it. */
 const char ps_cache_lease_lua[] =
     "local v = redis.call('GET', KEYS[1])\n"
-    "if v and (v == 'N' or string.match(v, '^P%d+:')) then\n"
-    "  return {0, v}\n"
+    "if v then\n"
+    "  if v == 'N' then return {0, v} end\n"
+    "  local fu = string.match(v, '^P%d+:(%d+):')\n"
+    "  if fu then\n"
+    "    if tonumber(fu) > tonumber(ARGV[3]) then return {0, v} end\n"
+    "  elseif string.match(v, '^P%d+:') then\n"
+    "    return {0, v}\n"
+    "  end\n"
     "end\n"
     "if redis.call('EXISTS', KEYS[3]) == 1 then return {2} end\n"
     "if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
@@ -92,7 +111,17 @@ const char ps_cache_end_write_lua[] = "redis.call('DEL', KEYS[1], KEYS[2])\n"
                                       "end\n"
                                       "return n\n";
 
-enum { S_LEASE, S_FILL, S_BEGIN, S_END, S_COUNT };
+/* release (the reader holding a lease whose PostgreSQL read failed).
+ * KEYS: entry, lease. ARGV: token. Gives the lease up if it is still the
+ * caller's, so that the next reader need not wait for it to expire.
+ * Returns 1 released, 0 not the caller's (any more). */
+const char ps_cache_release_lua[] =
+    "if redis.call('GET', KEYS[2]) == ARGV[1] then\n"
+    "  return redis.call('DEL', KEYS[2])\n"
+    "end\n"
+    "return 0\n";
+
+enum { S_LEASE, S_FILL, S_BEGIN, S_END, S_RELEASE, S_COUNT };
 
 static const struct script {
 	const char *name;
@@ -103,14 +132,17 @@ static const struct script {
     [S_FILL] = {"fill", ps_cache_fill_lua, 2},
     [S_BEGIN] = {"begin-write", ps_cache_begin_write_lua, 3},
     [S_END] = {"end-write", ps_cache_end_write_lua, 3},
+    [S_RELEASE] = {"release", ps_cache_release_lua, 2},
 };
 
-#define MAX_ARGS 4 /* ARGV of one script */
+#define MAX_ARGS 4 /* ARGV of one script (lease: 3, fill: 4) */
 
 struct ps_cache {
 	struct event_base *base;
 	ps_redis_url       url;
 	int                timeout_ms;
+	int                index; /* the worker's, for the breaker gauge */
+	ps_breaker         breaker;
 	redisAsyncContext *ac;        /* NULL while down */
 	int                connected; /* TCP connect done */
 	int                down;      /* for logging transitions only */
@@ -119,6 +151,7 @@ struct ps_cache {
 	struct event      *retry;         /* reconnect back-off */
 	struct event      *conn_timer;    /* connect timeout */
 	struct event      *pending_timer; /* end-write retry on a live link */
+	struct event      *probe_timer;   /* the breaker's cooldown ends */
 	char               sha[S_COUNT][41]; /* "" until loaded */
 	int64_t           *pending; /* ids whose end-write must be retried */
 	size_t             npending;
@@ -132,7 +165,9 @@ typedef struct cmd {
 	ps_cache     *cache;
 	struct event *timer; /* NULL when nobody waits for the answer */
 	int           answered;
-	int           script; /* S_*, or -1 for GET */
+	int           probe;   /* the half-open breaker's one command */
+	int64_t       sent_us; /* for product_redis_command_duration */
+	int           script;  /* S_*, or -1 for GET */
 	int64_t       id;
 	union {
 		ps_cache_get_fn   get;
@@ -149,6 +184,110 @@ typedef struct cmd {
 } cmd;
 
 static void start_connect(ps_cache *c);
+static void add_ms(struct event *ev, int ms);
+
+/* ---- circuit breaker ---- */
+
+static const char *const breaker_names[] = {"closed", "open", "half-open"};
+
+/* Logs and publishes a change of the breaker's state. */
+static void
+breaker_moved(ps_cache *c, int was)
+{
+	int now = ps_breaker_state(&c->breaker);
+
+	if (now == was) {
+		return;
+	}
+	ps_metrics_breaker_state(c->index, now);
+	if (now == PS_BREAKER_OPEN) {
+		add_ms(
+		    c->probe_timer, (int) (c->breaker.cooldown_us / 1000) + 1);
+		CM_WARN("PS-REDIS-BREAKER", NULL,
+		    "redis %s:%d: circuit %s -> open for %lld ms: reads "
+		    "bypass "
+		    "the cache, writes are refused",
+		    c->url.host, c->url.port, breaker_names[was],
+		    (long long) (c->breaker.cooldown_us / 1000));
+	} else {
+		CM_INFO("PS-REDIS-BREAKER", NULL,
+		    "redis %s:%d: circuit %s -> %s", c->url.host, c->url.port,
+		    breaker_names[was], breaker_names[now]);
+	}
+}
+
+static void
+probe_answered(void *arg, int rv, const uint8_t *data, size_t len)
+{
+	(void) arg;
+	(void) rv;
+	(void) data;
+	(void) len;
+}
+
+/* Sends the half-open breaker's probe when nothing else did: when the
+ * cooldown has ended and the connection is up. */
+static void
+probe_now(ps_cache *c)
+{
+	if (c->closing || ps_breaker_state(&c->breaker) != PS_BREAKER_OPEN ||
+	    cm_mono_us() < c->breaker.open_until_us || c->ac == NULL ||
+	    !c->connected) {
+		return;
+	}
+	(void) ps_cache_get(c, 0, probe_answered, NULL);
+}
+
+static void
+probe_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void) fd;
+	(void) what;
+	probe_now(arg);
+}
+
+/* Feeds one outcome to the breaker: ok, or a failure of kind (PS_REDIS_*,
+ * also counted in product_redis_errors_total). */
+static void
+breaker_done(ps_cache *c, int probe, int ok, int kind)
+{
+	int was = ps_breaker_state(&c->breaker);
+
+	if (c->closing) {
+		return;
+	}
+	if (!ok) {
+		ps_metrics_redis_error(kind);
+	}
+	ps_breaker_done(&c->breaker, probe, ok, cm_mono_us());
+	breaker_moved(c, was);
+}
+
+/* May a command go now? Returns CM_OK with *probe set when it goes as the
+ * half-open breaker's probe, or CM_EUNAVAIL: the breaker is open, or the
+ * connection is down (which counts as a failure). */
+static int
+admit(ps_cache *c, int *probe)
+{
+	int was, r;
+
+	*probe = 0;
+	if (c == NULL || c->closing) {
+		return CM_EUNAVAIL;
+	}
+	was = ps_breaker_state(&c->breaker);
+	r = ps_breaker_allow(&c->breaker, cm_mono_us());
+	breaker_moved(c, was);
+	if (r == PS_BREAKER_DENY) {
+		return CM_EUNAVAIL;
+	}
+	*probe = r == PS_BREAKER_PROBE;
+	if (c->ac == NULL) {
+		breaker_done(c, *probe, 0, PS_REDIS_DISCONNECTED);
+		return CM_EUNAVAIL;
+	}
+	return CM_OK;
+}
 
 /* ---- REDIS_URL ---- */
 
@@ -327,6 +466,7 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	c->ac = NULL;
 	redisAsyncFree(ac);
 	mark_down(c, "connect timed out");
+	breaker_done(c, 0, 0, PS_REDIS_DISCONNECTED);
 	schedule_retry(c);
 }
 
@@ -340,6 +480,7 @@ on_connect(const redisAsyncContext *ac, int status)
 		/* hiredis frees ac after we return. */
 		c->ac = NULL;
 		mark_down(c, ac->errstr);
+		breaker_done(c, 0, 0, PS_REDIS_DISCONNECTED);
 		schedule_retry(c);
 		return;
 	}
@@ -358,6 +499,7 @@ on_disconnect(const redisAsyncContext *ac, int status)
 		return;
 	}
 	mark_down(c, ac->err ? ac->errstr : "disconnected");
+	breaker_done(c, 0, 0, PS_REDIS_DISCONNECTED);
 	schedule_retry(c);
 }
 
@@ -393,6 +535,9 @@ script_cb(redisAsyncContext *ac, void *r, void *priv)
 			CM_INFO("PS-REDIS-UP", NULL, "redis %s:%d connected",
 			    c->url.host, c->url.port);
 			c->down = 0;
+		}
+		if (idx == S_COUNT - 1) {
+			probe_now(c);
 		}
 	} else {
 		CM_WARN("PS-REDIS-SCRIPT", NULL, "SCRIPT LOAD %s failed: %s",
@@ -474,11 +619,12 @@ pending_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Creates the cache of one worker loop and starts connecting to url.
- * Returns CM_OK with *out (freed with ps_cache_free()) or CM_ENOMEM. */
+/* Creates the cache of worker index's loop and starts connecting to
+ * cfg->redis, with cfg's timeout and breaker settings. Returns CM_OK with
+ * *out (freed with ps_cache_free()) or CM_ENOMEM. */
 int
-ps_cache_new(struct event_base *base, const ps_redis_url *url, int timeout_ms,
-    ps_cache **out)
+ps_cache_new(
+    struct event_base *base, const ps_config *cfg, int index, ps_cache **out)
 {
 	ps_cache *c = calloc(1, sizeof(*c));
 
@@ -486,14 +632,19 @@ ps_cache_new(struct event_base *base, const ps_redis_url *url, int timeout_ms,
 		return CM_ENOMEM;
 	}
 	c->base = base;
-	c->url = *url;
-	c->timeout_ms = timeout_ms;
+	c->url = cfg->redis;
+	c->timeout_ms = (int) cfg->redis_timeout_ms;
+	c->index = index;
+	ps_breaker_init(&c->breaker, (int) cfg->breaker_failures,
+	    (int64_t) cfg->breaker_cooldown_ms * 1000);
+	ps_metrics_breaker_state(index, PS_BREAKER_CLOSED);
 	c->backoff_ms = PS_BACKOFF_MIN_MS;
 	c->retry = evtimer_new(base, retry_cb, c);
 	c->conn_timer = evtimer_new(base, conn_timer_cb, c);
 	c->pending_timer = evtimer_new(base, pending_timer_cb, c);
+	c->probe_timer = evtimer_new(base, probe_timer_cb, c);
 	if (c->retry == NULL || c->conn_timer == NULL ||
-	    c->pending_timer == NULL) {
+	    c->pending_timer == NULL || c->probe_timer == NULL) {
 		ps_cache_free(c);
 		return CM_ENOMEM;
 	}
@@ -531,6 +682,9 @@ ps_cache_free(ps_cache *c)
 	if (c->pending_timer != NULL) {
 		event_free(c->pending_timer);
 	}
+	if (c->probe_timer != NULL) {
+		event_free(c->probe_timer);
+	}
 	free(c->pending);
 	free(c);
 }
@@ -549,7 +703,9 @@ cmd_free(cmd *k)
 	free(k);
 }
 
-/* Answers the caller of k with rv and no data. */
+/* Answers the caller of k with rv and no data. Fills, end-writes and
+ * releases may have no caller waiting (a timed one is the breaker's
+ * probe). */
 static void
 answer_fail(cmd *k, int rv)
 {
@@ -561,10 +717,14 @@ answer_fail(cmd *k, int rv)
 		k->cb.lease(k->arg, rv, PS_LEASE_BUSY, NULL, 0);
 		break;
 	case S_FILL:
-		k->cb.fill(k->arg, rv, 0);
+		if (k->cb.fill != NULL) {
+			k->cb.fill(k->arg, rv, 0);
+		}
 		break;
 	default:
-		k->cb.done(k->arg, rv);
+		if (k->cb.done != NULL) {
+			k->cb.done(k->arg, rv);
+		}
 		break;
 	}
 }
@@ -578,6 +738,7 @@ timeout_cb(evutil_socket_t fd, short what, void *arg)
 	(void) what;
 	/* The command stays queued in hiredis; its reply will free k. */
 	k->answered = 1;
+	breaker_done(k->cache, k->probe, 0, PS_REDIS_TIMEOUT);
 	answer_fail(k, CM_EUNAVAIL);
 }
 
@@ -616,7 +777,8 @@ pending_add(ps_cache *c, int64_t id)
 /* The reply came after the caller was answered (timeout). It only
  * repairs: a begin-write that did run after all is undone with an
  * end-write (the writer gave up and never touched PostgreSQL), an
- * end-write that did not run is retried. */
+ * end-write that did not run is retried, a lease granted too late is
+ * released. */
 static void
 reply_late(cmd *k, const redisReply *reply)
 {
@@ -631,6 +793,13 @@ reply_late(cmd *k, const redisReply *reply)
 		}
 	} else if (k->script == S_END && !ok) {
 		pending_add(k->cache, k->id);
+	} else if (k->script == S_LEASE && reply != NULL &&
+	    reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+	    reply->element[0]->type == REDIS_REPLY_INTEGER &&
+	    reply->element[0]->integer == PS_LEASE_GRANTED) {
+		/* Nobody will fill with it: give it up rather than make
+		 * every reader of the id wait PRODUCT_LEASE_MS. */
+		(void) ps_cache_release(k->cache, k->id, k->args[0]);
 	}
 }
 
@@ -705,6 +874,12 @@ reply_cb(redisAsyncContext *ac, void *r, void *priv)
 		return;
 	}
 	k->answered = 1;
+	if (!k->cache->closing) {
+		ps_metrics_redis_command(cm_mono_us() - k->sent_us);
+		breaker_done(k->cache, k->probe,
+		    reply != NULL && reply->type != REDIS_REPLY_ERROR,
+		    reply == NULL ? PS_REDIS_DISCONNECTED : PS_REDIS_ERROR);
+	}
 	if (k->timer != NULL) {
 		evtimer_del(k->timer);
 	}
@@ -819,15 +994,20 @@ cmd_arg_ll(cmd *k, long long v)
 	return cmd_arg(k, buf, (size_t) n);
 }
 
-/* Sends k and starts its timer when someone waits for the answer. On
- * failure frees k. Returns CM_OK, CM_EUNAVAIL or CM_ENOMEM. */
+/* Sends k and starts its timer when someone waits for the answer (or when
+ * it is the breaker's probe, whose outcome must come). On failure frees k
+ * and reports the failure to the breaker. Returns CM_OK, CM_EUNAVAIL or
+ * CM_ENOMEM. */
 static int
 cmd_send(ps_cache *c, cmd *k, int timed)
 {
 	int rv;
 
+	timed = timed || k->probe;
+	k->sent_us = cm_mono_us();
 	if (timed &&
 	    (k->timer = evtimer_new(c->base, timeout_cb, k)) == NULL) {
+		breaker_done(c, k->probe, 0, PS_REDIS_ERROR);
 		cmd_free(k);
 		return CM_ENOMEM;
 	}
@@ -838,6 +1018,7 @@ cmd_send(ps_cache *c, cmd *k, int timed)
 		rv = send_script(c->ac, k);
 	}
 	if (rv != REDIS_OK) {
+		breaker_done(c, k->probe, 0, PS_REDIS_DISCONNECTED);
 		cmd_free(k);
 		return CM_EUNAVAIL;
 	}
@@ -860,6 +1041,21 @@ usable(const ps_cache *c)
 	return c != NULL && c->ac != NULL && !c->closing;
 }
 
+/* Makes a command that admit() let through; when out of memory, the
+ * breaker hears of a failure (a probe must not stay out forever). */
+static cmd *
+cmd_admitted(ps_cache *c, int script, int64_t id, void *arg, int probe)
+{
+	cmd *k = cmd_new(c, script, id, arg);
+
+	if (k == NULL) {
+		breaker_done(c, probe, 0, PS_REDIS_ERROR);
+		return NULL;
+	}
+	k->probe = probe;
+	return k;
+}
+
 /* Reads product:{id}. Returns CM_OK and later calls cb exactly once, never
  * before returning; or returns CM_EUNAVAIL (Redis is down) or CM_ENOMEM and
  * never calls cb. cb gets CM_EUNAVAIL when no reply came within the
@@ -868,11 +1064,12 @@ int
 ps_cache_get(ps_cache *c, int64_t id, ps_cache_get_fn cb, void *arg)
 {
 	cmd *k;
+	int  probe;
 
-	if (!usable(c)) {
+	if (admit(c, &probe) != CM_OK) {
 		return CM_EUNAVAIL;
 	}
-	if ((k = cmd_new(c, -1, id, arg)) == NULL) {
+	if ((k = cmd_admitted(c, -1, id, arg, probe)) == NULL) {
 		return CM_ENOMEM;
 	}
 	k->cb.get = cb;
@@ -880,23 +1077,27 @@ ps_cache_get(ps_cache *c, int64_t id, ps_cache_get_fn cb, void *arg)
 }
 
 /* Runs the lease script for id with token (PS_CACHE_TOKEN_LEN characters)
- * and a lease of lease_ms. Same contract as ps_cache_get(). A lease granted
- * after the timeout answered is left to expire. */
+ * and a lease of lease_ms; now_s (Unix seconds) tells fresh entries from
+ * stale ones. Same contract as ps_cache_get(). A lease granted after the
+ * timeout answered is left to expire. */
 int
 ps_cache_lease(ps_cache *c, int64_t id, const char *token, long long lease_ms,
-    ps_cache_lease_fn cb, void *arg)
+    int64_t now_s, ps_cache_lease_fn cb, void *arg)
 {
 	cmd *k;
+	int  probe;
 
-	if (!usable(c)) {
+	if (admit(c, &probe) != CM_OK) {
 		return CM_EUNAVAIL;
 	}
-	if ((k = cmd_new(c, S_LEASE, id, arg)) == NULL) {
+	if ((k = cmd_admitted(c, S_LEASE, id, arg, probe)) == NULL) {
 		return CM_ENOMEM;
 	}
 	k->cb.lease = cb;
 	if (cmd_arg(k, token, strlen(token)) != CM_OK ||
-	    cmd_arg_ll(k, lease_ms) != CM_OK) {
+	    cmd_arg_ll(k, lease_ms) != CM_OK ||
+	    cmd_arg_ll(k, (long long) now_s) != CM_OK) {
+		breaker_done(c, probe, 0, PS_REDIS_ERROR);
 		cmd_free(k);
 		return CM_ENOMEM;
 	}
@@ -914,21 +1115,46 @@ ps_cache_fill(ps_cache *c, int64_t id, const char *token, int version,
     void *arg)
 {
 	cmd *k;
+	int  probe;
 
-	if (!usable(c)) {
+	if (admit(c, &probe) != CM_OK) {
 		return CM_EUNAVAIL;
 	}
-	if ((k = cmd_new(c, S_FILL, id, arg)) == NULL) {
+	if ((k = cmd_admitted(c, S_FILL, id, arg, probe)) == NULL) {
 		return CM_ENOMEM;
 	}
 	k->cb.fill = cb;
 	if (cmd_arg(k, token, strlen(token)) != CM_OK ||
 	    cmd_arg(k, val, len) != CM_OK || cmd_arg_ll(k, version) != CM_OK ||
 	    cmd_arg_ll(k, ttl_ms) != CM_OK) {
+		breaker_done(c, probe, 0, PS_REDIS_ERROR);
 		cmd_free(k);
 		return CM_ENOMEM;
 	}
 	return cmd_send(c, k, cb != NULL);
+}
+
+/* Gives up the lease token holds on id (its read failed), fire and
+ * forget. Returns CM_OK, or CM_EUNAVAIL / CM_ENOMEM (the lease then
+ * expires on its own). */
+int
+ps_cache_release(ps_cache *c, int64_t id, const char *token)
+{
+	cmd *k;
+	int  probe;
+
+	if (admit(c, &probe) != CM_OK) {
+		return CM_EUNAVAIL;
+	}
+	if ((k = cmd_admitted(c, S_RELEASE, id, NULL, probe)) == NULL) {
+		return CM_ENOMEM;
+	}
+	if (cmd_arg(k, token, strlen(token)) != CM_OK) {
+		breaker_done(c, probe, 0, PS_REDIS_ERROR);
+		cmd_free(k);
+		return CM_ENOMEM;
+	}
+	return cmd_send(c, k, 0);
 }
 
 /* Fences id for a write (begin-write, fence_ms at most). Returns CM_OK and
@@ -941,15 +1167,17 @@ ps_cache_begin_write(ps_cache *c, int64_t id, long long fence_ms,
     ps_cache_done_fn cb, void *arg)
 {
 	cmd *k;
+	int  probe;
 
-	if (!usable(c)) {
+	if (admit(c, &probe) != CM_OK) {
 		return CM_EUNAVAIL;
 	}
-	if ((k = cmd_new(c, S_BEGIN, id, arg)) == NULL) {
+	if ((k = cmd_admitted(c, S_BEGIN, id, arg, probe)) == NULL) {
 		return CM_ENOMEM;
 	}
 	k->cb.done = cb;
 	if (cmd_arg_ll(k, fence_ms) != CM_OK) {
+		breaker_done(c, probe, 0, PS_REDIS_ERROR);
 		cmd_free(k);
 		return CM_ENOMEM;
 	}

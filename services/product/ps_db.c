@@ -64,6 +64,14 @@ static const stmt stmts[STMT_COUNT] = {
 
 #define MAX_PARAMS WRITE_PARAMS
 
+/* product_pg_query_duration_seconds{query} of each statement. */
+static const int stmt_metric[STMT_COUNT] = {
+    [STMT_GET_PRODUCT] = PS_Q_GET_PRODUCT,
+    [STMT_LIST_PRODUCTS] = PS_Q_LIST_PRODUCTS,
+    [STMT_RESERVE_ID] = PS_Q_RESERVE_ID,
+    [STMT_WRITE] = PS_Q_CATALOG_WRITE,
+};
+
 typedef struct query query;
 struct query {
 	query *next;
@@ -74,7 +82,10 @@ struct query {
 	int    binary[MAX_PARAMS];
 	/* Decodes res (NULL unless rv is CM_OK) and calls the user's cb. */
 	void (*finish)(query *q, int rv, const PGresult *res);
-	ps_db_sent_fn sent; /* may be NULL */
+	ps_db_sent_fn sent;      /* may be NULL */
+	int           waited;    /* no connection was free at submit */
+	int64_t       queued_us; /* when submitted */
+	int64_t       sent_us;   /* when written to a connection */
 	union {
 		ps_db_product_fn product;
 		ps_db_list_fn    list;
@@ -95,6 +106,7 @@ typedef struct conn {
 	int           flushing;
 	int           backoff_ms;
 	int           prep; /* statement being prepared */
+	int           up;   /* counted as up in product_pg_connections */
 	PGconn       *pg;
 	struct event *io;    /* socket: connect wait, then persistent read */
 	struct event *wev;   /* socket write-ready while flushing */
@@ -113,6 +125,7 @@ struct ps_db {
 	size_t             queued;
 	struct event      *pump;
 	int                closing;
+	int                counted; /* its connections are in the gauge */
 };
 
 static void conn_start(conn *c);
@@ -311,6 +324,25 @@ any_can_serve(const ps_db *db)
 	return 0;
 }
 
+/* Moves c into or out of the "up" series of product_pg_connections. */
+static void
+set_up(conn *c, int up)
+{
+	if (c->up != up) {
+		c->up = up;
+		ps_metrics_pg_conn(1, up ? 1 : -1);
+		ps_metrics_pg_conn(0, up ? -1 : 1);
+	}
+}
+
+static void
+count_error(const ps_db *db)
+{
+	if (!db->closing) {
+		ps_metrics_pg_error();
+	}
+}
+
 static void
 fail_queue(ps_db *db)
 {
@@ -321,6 +353,7 @@ fail_queue(ps_db *db)
 			db->tail = &db->head;
 		}
 		db->queued--;
+		count_error(db);
 		q->finish(q, CM_EUNAVAIL, NULL);
 		query_free(q);
 	}
@@ -402,7 +435,9 @@ conn_down(conn *c, const char *why)
 	c->q = NULL;
 	c->state = ST_DOWN;
 	c->initial = 0;
+	set_up(c, 0);
 	if (q != NULL) {
+		count_error(db);
 		q->finish(q, CM_EUNAVAIL, NULL);
 		query_free(q);
 	}
@@ -457,11 +492,16 @@ send_query(conn *c, query *q)
 	for (int i = 0; i < q->nparams; i++) {
 		values[i] = q->params[i];
 	}
+	if (q->waited) {
+		q->waited = 0;
+		ps_metrics_pg_queue_waited(cm_mono_us() - q->queued_us);
+	}
 	if (q->sent != NULL) {
 		/* Before the bytes leave: a caller that learns of it later
 		 * could let in a request that the answer does not cover. */
 		q->sent(q->arg);
 	}
+	q->sent_us = cm_mono_us();
 	if (!PQsendQueryPrepared(c->pg, stmts[q->stmt].name, q->nparams,
 	        values, q->lens, q->binary, 0)) {
 		q->next = c->db->head;
@@ -512,6 +552,7 @@ command_done(conn *c)
 		c->state = ST_IDLE;
 		c->initial = 0;
 		c->backoff_ms = PS_BACKOFF_MIN_MS;
+		set_up(c, 1);
 		if (c->warned) {
 			CM_INFO(
 			    "PS-DB-UP", NULL, "db conn %d connected", c->idx);
@@ -526,9 +567,12 @@ command_done(conn *c)
 
 		c->q = NULL;
 		c->state = ST_IDLE;
+		ps_metrics_pg_query(
+		    stmt_metric[q->stmt], cm_mono_us() - q->sent_us);
 		if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK) {
 			rv = CM_OK;
 		} else {
+			count_error(c->db);
 			char buf[256];
 			CM_ERROR("PS-DB-QUERY", NULL, "%s: %s",
 			    stmts[q->stmt].name,
@@ -722,12 +766,30 @@ pump_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static int
+any_idle(const ps_db *db)
+{
+	for (int i = 0; i < db->nconns; i++) {
+		if (db->conns[i].state == ST_IDLE) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int
 submit(ps_db *db, query *q)
 {
 	if (db->closing || db->queued >= PS_DB_QUEUE_MAX ||
 	    !any_can_serve(db)) {
+		count_error(db);
 		query_free(q);
 		return CM_EUNAVAIL;
+	}
+	q->queued_us = cm_mono_us();
+	if (db->head != NULL || !any_idle(db)) {
+		/* Queued behind others, or every connection is busy. */
+		q->waited = 1;
+		ps_metrics_pg_queue_wait();
 	}
 	q->next = NULL;
 	*db->tail = q;
@@ -900,6 +962,8 @@ ps_db_new(
 			goto fail;
 		}
 	}
+	ps_metrics_pg_conn(0, nconns);
+	db->counted = 1;
 	for (int i = 0; i < nconns; i++) {
 		conn_start(&db->conns[i]);
 	}
@@ -929,6 +993,9 @@ ps_db_free(ps_db *db)
 		}
 	}
 	fail_queue(db);
+	if (db->counted) {
+		ps_metrics_pg_conn(0, -db->nconns);
+	}
 	if (db->pump != NULL) {
 		event_free(db->pump);
 	}

@@ -1,5 +1,13 @@
-/* ps_entry.c - the cache entry format ("P<version>:" + protobuf, or "N")
- * and the jittered TTLs, kept apart from Redis so they can be tested. */
+/* ps_entry.c - the cache entry format and the jittered TTLs, kept apart
+ * from Redis so they can be tested.
+ *
+ * A product is "P<version>:<fresh_until>:" followed by the packed
+ * catalog.Product, fresh_until being the Unix second its freshness ends
+ * (RFC 5861: past it, the entry may only answer when PostgreSQL fails).
+ * "No such product" is "N". The Lua scripts read the version with
+ * ^P(%d+): and the freshness with ^P%d+:(%d+):. The first format,
+ * "P<version>:" + protobuf, still decodes (fresh until Redis expires it):
+ * its protobuf starts with the id's tag byte 0x08, never a digit. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,13 +15,15 @@
 #include "cm.h"
 #include "ps.h"
 
-/* Encodes p as a positive entry, or a negative entry ("N") when p is NULL.
- * Returns CM_OK with a malloc'd *out of *len bytes (the caller frees it), or
- * CM_ENOMEM / CM_EINVAL (version not positive). */
+/* Encodes p as a positive entry fresh until the Unix second fresh_until_s,
+ * or a negative entry ("N") when p is NULL. Returns CM_OK with a malloc'd
+ * *out of *len bytes (the caller frees it), or CM_ENOMEM / CM_EINVAL
+ * (version or fresh_until_s not positive). */
 int
-ps_entry_encode(const Catalog__Product *p, uint8_t **out, size_t *len)
+ps_entry_encode(const Catalog__Product *p, int64_t fresh_until_s,
+    uint8_t **out, size_t *len)
 {
-	char     prefix[16];
+	char     prefix[48];
 	int      n;
 	size_t   body;
 	uint8_t *buf;
@@ -27,10 +37,11 @@ ps_entry_encode(const Catalog__Product *p, uint8_t **out, size_t *len)
 		*len = PS_ENTRY_NEGATIVE_LEN;
 		return CM_OK;
 	}
-	if (p->version <= 0) {
+	if (p->version <= 0 || fresh_until_s <= 0) {
 		return CM_EINVAL;
 	}
-	n = snprintf(prefix, sizeof(prefix), "P%d:", (int) p->version);
+	n = snprintf(prefix, sizeof(prefix), "P%d:%lld:", (int) p->version,
+	    (long long) fresh_until_s);
 	body = catalog__product__get_packed_size(p);
 	if ((buf = malloc((size_t) n + body)) == NULL) {
 		return CM_ENOMEM;
@@ -43,16 +54,17 @@ ps_entry_encode(const Catalog__Product *p, uint8_t **out, size_t *len)
 }
 
 /* Decodes a cache entry. Returns CM_OK with *out (the caller frees it with
- * ps_msg_product_free()) and *version for a positive entry, CM_ENOTFOUND for
- * a negative one, or CM_EPROTO when the bytes are not a well-formed entry:
- * bad prefix, bad version, a protobuf that does not decode or whose version
- * differs from the prefix. */
+ * ps_msg_product_free()), *version and *fresh_until_s (0 for an entry of
+ * the first format: no freshness of its own) for a positive entry,
+ * CM_ENOTFOUND for a negative one, or CM_EPROTO when the bytes are not a
+ * well-formed entry: bad prefix, bad version or freshness, a protobuf that
+ * does not decode or whose version differs from the prefix. */
 int
-ps_entry_decode(
-    const uint8_t *data, size_t len, Catalog__Product **out, int *version)
+ps_entry_decode(const uint8_t *data, size_t len, Catalog__Product **out,
+    int *version, int64_t *fresh_until_s)
 {
-	size_t            i;
-	long long         v = 0;
+	size_t            i, j;
+	long long         v = 0, fu = 0;
 	Catalog__Product *p;
 
 	if (len == PS_ENTRY_NEGATIVE_LEN && data[0] == PS_ENTRY_NEGATIVE[0]) {
@@ -71,6 +83,19 @@ ps_entry_decode(
 		return CM_EPROTO;
 	}
 	i++;
+	for (j = i; j < len && data[j] >= '0' && data[j] <= '9'; j++) {
+		if (j - i >= 18) {
+			return CM_EPROTO; /* no Unix second has 19 digits */
+		}
+		fu = fu * 10 + (data[j] - '0');
+	}
+	if (j > i) {
+		/* The second format: a positive number, then ':'. */
+		if (j >= len || data[j] != ':' || data[i] == '0') {
+			return CM_EPROTO;
+		}
+		i = j + 1;
+	}
 	p = catalog__product__unpack(NULL, len - i, data + i);
 	if (p == NULL) {
 		return CM_EPROTO;
@@ -81,7 +106,17 @@ ps_entry_decode(
 	}
 	*out = p;
 	*version = (int) v;
+	*fresh_until_s = fu;
 	return CM_OK;
+}
+
+/* Returns 1 when an entry fresh until fresh_until_s (0: no freshness of its
+ * own) is still fresh at now_ms, 0 when it is stale. The lease script
+ * decides the same way from the Unix second the replica sends it. */
+int
+ps_entry_fresh(int64_t fresh_until_s, int64_t now_ms)
+{
+	return fresh_until_s == 0 || now_ms / 1000 < fresh_until_s;
 }
 
 /* Returns ttl_s seconds in milliseconds with uniform jitter of +-10%, drawn

@@ -1,17 +1,25 @@
 /* ps_main.c - product-service: settings, the migrate command, worker
- * threads and signals. */
+ * threads, the admin listener, and signals with a graceful drain. */
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cm.h"
 #include "cm_config.h"
 #include "cm_log.h"
+#include "cm_metrics.h"
 #include "ps.h"
+
+/* After the last request in progress was answered, the socket stays open
+ * this long so that NNG can write the replies it has queued: nng_close()
+ * does not flush. */
+#define PS_DRAIN_LINGER_MS 200
+#define PS_DRAIN_POLL_MS   20 /* how often the drain looks at the count */
 
 #define SUMMARY                                                             \
 	"product-service [serve]   answer catalog RPCs on PRODUCT_LISTEN\n" \
@@ -50,10 +58,111 @@ static const cm_cfg_opt opts[] = {
         "replica name in replies and logs (default hostname:pid)"},
     {"LOG_LEVEL", CM_CFG_LEVEL, "info", 0, 0, &cfg.log_level,
         "debug, info, warn or error"},
+    {"LOG_FORMAT", CM_CFG_STRING, "", 0, 0, &cfg.log_format,
+        "json or text; default json when stdout is not a terminal"},
+    {"PRODUCT_ADMIN_LISTEN", CM_CFG_STRING, "0.0.0.0:9100", 0, 0,
+        &cfg.admin_listen,
+        "admin HTTP address (/healthz, /readyz, /metrics), host:port; "
+        "port 0 picks a free one"},
+    {"PRODUCT_REDIS_BREAKER_FAILURES", CM_CFG_INT, "5", 1, 1000000,
+        &cfg.breaker_failures,
+        "Redis failures in a row (timeouts, errors, disconnects) that "
+        "open the circuit breaker: cache calls then fail at once"},
+    {"PRODUCT_REDIS_BREAKER_COOLDOWN_MS", CM_CFG_INT, "2000", 1, 3600000,
+        &cfg.breaker_cooldown_ms,
+        "ms the breaker stays open before one probe command may close it"},
+    {"PRODUCT_STALE_IF_ERROR_S", CM_CFG_INT, "300", 0, 31536000,
+        &cfg.stale_if_error_s,
+        "seconds a product stays cached past its freshness, answered "
+        "(X-Cache: STALE) only when PostgreSQL fails; 0 = never"},
+    {"PRODUCT_MAX_INFLIGHT", CM_CFG_INT, "2048", 1, 10000000,
+        &cfg.max_inflight,
+        "requests in progress per process; past it, requests are "
+        "answered DRAINING (\"overloaded\") for another replica"},
+    {"PRODUCT_DRAIN_DELAY_S", CM_CFG_INT, "3", 0, 300, &cfg.drain_delay_s,
+        "after SIGTERM, seconds new requests are answered DRAINING "
+        "(sent elsewhere) while the socket stays open"},
+    {"PRODUCT_DRAIN_TIMEOUT_S", CM_CFG_INT, "10", 0, 3600,
+        &cfg.drain_timeout_s,
+        "then, seconds requests in progress get to finish before the "
+        "socket and connections close"},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
 static char default_name[300];
+
+/* Waits up to ms (-1: forever) for a stop signal in set. Returns it, or 0
+ * when none came. */
+static int
+wait_signal(const sigset_t *set, int64_t ms)
+{
+	struct timespec ts;
+	int             sig;
+
+	if (ms < 0) {
+		return sigwait(set, &sig) == 0 ? sig : 0;
+	}
+	ts.tv_sec = (time_t) (ms / 1000);
+	ts.tv_nsec = (long) (ms % 1000) * 1000000;
+	sig = sigtimedwait(set, NULL, &ts);
+	return sig > 0 ? sig : 0;
+}
+
+/* Runs the drain after the first stop signal sig: new requests are
+ * answered DRAINING at once (and /readyz says 503) for
+ * PRODUCT_DRAIN_DELAY_S, then requests in progress get up to
+ * PRODUCT_DRAIN_TIMEOUT_S. A second signal cuts it short. Returns when the
+ * socket may close. */
+static void
+drain(ps_drain *d, const sigset_t *set, int sig)
+{
+	ps_drain_phase was = PS_DRAIN_RUNNING, now;
+
+	now = ps_drain_signal(d, sig, cm_mono_us() / 1000);
+	for (;;) {
+		int64_t t = cm_mono_us() / 1000, left;
+
+		if (now != was) {
+			if (now == PS_DRAIN_DELAY) {
+				CM_INFO("PS-DRAIN-START", NULL,
+				    "signal %d: answering new requests "
+				    "DRAINING for %lld s",
+				    sig, (long long) (d->delay_ms / 1000));
+			} else if (now == PS_DRAIN_WAIT) {
+				CM_INFO("PS-DRAIN-WAIT", NULL,
+				    "waiting up to %lld s for %ld requests in "
+				    "progress",
+				    (long long) (d->timeout_ms / 1000),
+				    ps_drain_inflight());
+			}
+			was = now;
+		}
+		if (now == PS_DRAIN_CLOSE) {
+			break;
+		}
+		left = ps_drain_wait_ms(d, t);
+		if (now == PS_DRAIN_WAIT && left > PS_DRAIN_POLL_MS) {
+			left = PS_DRAIN_POLL_MS;
+		}
+		if ((sig = wait_signal(set, left)) != 0) {
+			CM_WARN("PS-DRAIN-CUT", NULL,
+			    "signal %d again: stopping now with %ld requests "
+			    "in progress",
+			    sig, ps_drain_inflight());
+			now = ps_drain_signal(d, sig, cm_mono_us() / 1000);
+			continue;
+		}
+		now =
+		    ps_drain_tick(d, cm_mono_us() / 1000, ps_drain_inflight());
+	}
+	if (ps_drain_inflight() > 0) {
+		CM_WARN("PS-DRAIN-TIMEOUT", NULL,
+		    "closing with %ld requests in progress",
+		    ps_drain_inflight());
+	} else {
+		(void) wait_signal(set, PS_DRAIN_LINGER_MS);
+	}
+}
 
 /* Fills what the table cannot: the parsed REDIS_URL, the default name and
  * the test hook. Returns CM_OK or CM_EINVAL after printing why. */
@@ -125,6 +234,8 @@ serve(void)
 {
 	ps_worker **workers = NULL;
 	ps_rpc     *rpc = NULL;
+	ps_admin   *admin = NULL;
+	ps_drain    d;
 	sigset_t    set;
 	int         n, sig, rv, status = 1;
 
@@ -144,8 +255,24 @@ serve(void)
 	sigaddset(&set, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-	if ((workers = calloc((size_t) n, sizeof(*workers))) == NULL) {
+	/* Metrics before any thread that records exists: one shard per
+	 * worker, shard 0 for the rest. */
+	if (cm_metrics_init(n) != CM_OK || ps_metrics_init(n) != CM_OK) {
+		CM_ERROR("PS-START", NULL, "cannot register the metrics");
+		cm_metrics_fini();
 		return 1;
+	}
+	ps_drain_init(&d, (int) cfg.drain_delay_s, (int) cfg.drain_timeout_s,
+	    (long) cfg.max_inflight);
+	if ((workers = calloc((size_t) n, sizeof(*workers))) == NULL) {
+		goto out;
+	}
+	if (ps_admin_open(cfg.admin_listen, &admin) != CM_OK) {
+		fprintf(stderr,
+		    "product-service: PRODUCT_ADMIN_LISTEN=%s: cannot listen "
+		    "(see the log)\n",
+		    cfg.admin_listen);
+		goto out;
 	}
 	if (ps_rpc_open(cfg.listen, &rpc) != CM_OK) {
 		goto out;
@@ -165,11 +292,17 @@ serve(void)
 			goto out;
 		}
 	}
+	if (ps_admin_start(admin) != CM_OK) {
+		CM_ERROR("PS-START", NULL, "admin listener: no thread");
+		goto out;
+	}
 	CM_INFO("PS-START", NULL,
-	    "replica %s listening on %s, threads=%d, db_conns=%lld per thread "
-	    "(%d contexts each), redis=%s:%d/%d, schema=%d",
-	    cfg.name, cfg.listen, n, cfg.db_conns, PS_CTX_PER_THREAD,
-	    cfg.redis.host, cfg.redis.port, cfg.redis.db, ps_migrate_latest());
+	    "replica %s listening on %s, admin_port=%d, threads=%d, "
+	    "db_conns=%lld per thread (%d contexts each), redis=%s:%d/%d, "
+	    "schema=%d, version=%s (%s)",
+	    cfg.name, cfg.listen, ps_admin_port(admin), n, cfg.db_conns,
+	    PS_CTX_PER_THREAD, cfg.redis.host, cfg.redis.port, cfg.redis.db,
+	    ps_migrate_latest(), CM_VERSION, CM_GIT_REV);
 #ifdef CM_TEST_HOOKS
 	if (cfg.fill_delay_ms > 0) {
 		CM_WARN("PS-TEST-HOOK", NULL,
@@ -177,29 +310,37 @@ serve(void)
 		    cfg.fill_delay_ms);
 	}
 #endif
-	sigwait(&set, &sig);
-	CM_INFO("PS-STOP", NULL, "signal %d: stopping", sig);
+	while ((sig = wait_signal(&set, -1)) == 0) { }
+	CM_INFO("PS-STOP", NULL, "signal %d: draining", sig);
+	drain(&d, &set, sig);
+	CM_INFO("PS-STOP", NULL,
+	    "closing the socket and the connections (%ld requests in "
+	    "progress)",
+	    ps_drain_inflight());
 	status = 0;
 out:
 	/* Order matters: no new requests, loops end (failing what they had
 	 * in flight), then NNG callbacks end, then nothing can touch a
 	 * worker. */
 	ps_rpc_close(rpc);
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; workers != NULL && i < n; i++) {
 		if (workers[i] != NULL) {
 			ps_worker_stop(workers[i]);
 		}
 	}
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; workers != NULL && i < n; i++) {
 		if (workers[i] != NULL) {
 			ps_worker_join(workers[i]);
 		}
 	}
 	ps_rpc_free(rpc);
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; workers != NULL && i < n; i++) {
 		ps_worker_free(workers[i]);
 	}
 	free(workers);
+	/* The admin thread last, so that /metrics answers until the end. */
+	ps_admin_free(admin);
+	cm_metrics_fini();
 	libevent_global_shutdown();
 	if (status == 0) {
 		CM_INFO("PS-EXIT", NULL, "stopped");
@@ -224,6 +365,12 @@ main(int argc, char **argv)
 	}
 	if (cm_cfg_load(opts, NOPTS, err, sizeof(err)) != CM_OK) {
 		fprintf(stderr, "product-service: %s\n", err);
+		return 1;
+	}
+	if (cm_log_set_format(cfg.log_format) != CM_OK) {
+		fprintf(stderr,
+		    "product-service: LOG_FORMAT=%s: want json or text\n",
+		    cfg.log_format);
 		return 1;
 	}
 	cm_log_init("product-service", cfg.log_level);

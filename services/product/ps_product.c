@@ -8,6 +8,13 @@
  * answer, no fill. busy: poll the entry every PS_POLL_MS for up to
  * PS_POLL_MAX_MS, then read without a fill. Redis unusable: read, BYPASS.
  *
+ * stale-if-error (RFC 5861): an entry past its freshness is a miss, but
+ * the request keeps its own copy; when the read of PostgreSQL fails (down,
+ * an error, no connection) it answers from that copy with CACHE_STALE. Only
+ * a request that saw the stale entry itself answers from it: its GET ran
+ * before any later write deleted the entry, so the answer cannot be older
+ * than a write that returned before the request began.
+ *
  * This file calls only the ps_ interfaces (ps_cache_*, ps_db_*, ps_worker_*,
  * ps_flights_*), never hiredis, libpq, NNG or libevent themselves. Every
  * function here runs on the worker's loop thread.
@@ -31,6 +38,7 @@ typedef struct call {
 	void                   *arg;
 	int                     limit; /* LIST */
 	int64_t                 start_us;
+	Catalog__Product       *stale; /* its own stale entry, or NULL */
 	/* The leader of a flight only: */
 	int     may_fill; /* holds the lease: fill after the read */
 	int64_t poll_until_us;
@@ -84,6 +92,8 @@ cache_name(Catalog__CacheOutcome c)
 		return "MISS";
 	case CATALOG__CACHE_OUTCOME__CACHE_BYPASS:
 		return "BYPASS";
+	case CATALOG__CACHE_OUTCOME__CACHE_STALE:
+		return "STALE";
 	default:
 		return "-";
 	}
@@ -109,12 +119,13 @@ finish(call *k)
 	const Catalog__Request *rq = k->rq;
 	Catalog__Response      *rsp = k->rsp;
 
-	CM_DEBUG("PS-REQ", rq->request_id,
+	PS_RLOG(CM_LOG_DEBUG, "PS-REQ", rq,
 	    "%s id=%lld status=%d cache=%s version=%d %lldus",
 	    method_name(rq->method), (long long) rq->id, (int) rsp->status,
 	    cache_name(rsp->cache),
 	    rsp->product != NULL ? (int) rsp->product->version : 0,
 	    (long long) (cm_mono_us() - k->start_us));
+	ps_msg_product_free(k->stale);
 	k->done(k->arg);
 	free(k);
 }
@@ -186,12 +197,23 @@ start_fill(
 	long long ttl_ms;
 	int       version = p != NULL ? (int) p->version : 0;
 
-	if (ps_entry_encode(p, &val, &len) != CM_OK) {
-		return;
+	/* A product is fresh for its jittered TTL and then kept in Redis
+	 * for the stale-if-error window; a negative entry only for its own
+	 * TTL. */
+	if (p != NULL) {
+		long long fresh_ms =
+		    ps_entry_ttl_ms(w->cfg->cache_ttl, ps_worker_rand(w));
+		int64_t fresh_until_s = (cm_now_ms() + fresh_ms) / 1000;
+		ttl_ms = fresh_ms + w->cfg->stale_if_error_s * 1000;
+		if (ps_entry_encode(p, fresh_until_s, &val, &len) != CM_OK) {
+			return;
+		}
+	} else {
+		ttl_ms = w->cfg->negative_ttl * 1000;
+		if (ps_entry_encode(NULL, 0, &val, &len) != CM_OK) {
+			return;
+		}
 	}
-	ttl_ms = p != NULL
-	    ? ps_entry_ttl_ms(w->cfg->cache_ttl, ps_worker_rand(w))
-	    : w->cfg->negative_ttl * 1000;
 #ifdef CM_TEST_HOOKS
 	if (w->cfg->fill_delay_ms > 0) {
 		fill *f = malloc(sizeof(*f));
@@ -215,14 +237,18 @@ start_fill(
 static void get_product(call *k);
 
 /* Answers k from a cache entry it owns nothing of: a positive entry, a
- * negative one, or (malformed) nothing. Returns CM_OK when k was answered
- * and finished, CM_EPROTO when the entry is malformed (k untouched). */
+ * negative one, or (malformed) nothing. With stale_miss set, a positive
+ * entry past its freshness is not answered: k keeps it (for stale-if-error
+ * when that is on) and CM_ETIMEDOUT is returned. Returns CM_OK when k was
+ * answered and finished, CM_EPROTO when the entry is malformed (k
+ * untouched). */
 static int
-answer_entry(call *k, const uint8_t *data, size_t len)
+answer_entry(call *k, const uint8_t *data, size_t len, int stale_miss)
 {
 	Catalog__Product *p = NULL;
 	int               version;
-	int               rv = ps_entry_decode(data, len, &p, &version);
+	int64_t           fresh_until;
+	int rv = ps_entry_decode(data, len, &p, &version, &fresh_until);
 
 	if (rv == CM_ENOTFOUND) {
 		k->rsp->cache = CATALOG__CACHE_OUTCOME__CACHE_HIT;
@@ -232,11 +258,21 @@ answer_entry(call *k, const uint8_t *data, size_t len)
 		return CM_OK;
 	}
 	if (rv != CM_OK || p->id != k->rq->id) {
-		CM_WARN("PS-CACHE-BAD", k->rq->request_id,
+		PS_RLOG(CM_LOG_WARN, "PS-CACHE-BAD", k->rq,
 		    "product:%lld holds a malformed entry (%zu bytes)",
 		    (long long) k->rq->id, len);
 		ps_msg_product_free(p);
 		return CM_EPROTO;
+	}
+	if (stale_miss && !ps_entry_fresh(fresh_until, cm_now_ms())) {
+		ps_msg_product_free(k->stale);
+		k->stale = NULL;
+		if (k->w->cfg->stale_if_error_s > 0) {
+			k->stale = p;
+		} else {
+			ps_msg_product_free(p);
+		}
+		return CM_ETIMEDOUT;
 	}
 	k->rsp->cache = CATALOG__CACHE_OUTCOME__CACHE_HIT;
 	answer_product(k, p);
@@ -254,7 +290,8 @@ flight_end(
 {
 	ps_worker *w = lead->w;
 	int64_t    id = lead->rq->id;
-	int        may_fill = lead->may_fill && data == NULL && rv == CM_OK;
+	int        lead_held_lease = lead->may_fill && data == NULL;
+	int        may_fill = lead_held_lease && rv == CM_OK;
 	char       token[PS_CACHE_TOKEN_LEN + 1];
 	ps_waiter *later;
 	ps_waiter *wt = ps_flights_take(&w->flights, id, &later);
@@ -272,13 +309,25 @@ flight_end(
 				 * after the flight's read: look again. */
 				k->wait.next = later;
 				later = &k->wait;
-			} else if (answer_entry(k, data, len) != CM_OK) {
+			} else if (answer_entry(k, data, len, 0) != CM_OK) {
 				answer_error(k, CM_EPROTO);
 				finish(k);
 			}
 			continue;
 		}
-		if (rv != CM_OK) {
+		if (rv != CM_OK && k->stale != NULL) {
+			/* stale-if-error: its own copy, read before the
+			 * failure (see the file comment). */
+			Catalog__Product *st = k->stale;
+			k->stale = NULL;
+			k->rsp->cache = CATALOG__CACHE_OUTCOME__CACHE_STALE;
+			answer_product(k, st);
+			PS_RLOG(CM_LOG_DEBUG, "PS-STALE", k->rq,
+			    "product:%lld: database %s, answered version %d "
+			    "from a stale entry",
+			    (long long) id, cm_strerror(rv),
+			    (int) st->version);
+		} else if (rv != CM_OK) {
 			answer_error(k, rv);
 		} else if (p == NULL) {
 			set_status(k->rsp, CATALOG__STATUS__STATUS_NOT_FOUND,
@@ -296,6 +345,11 @@ flight_end(
 	if (n > 1) {
 		CM_DEBUG("PS-FLIGHT", NULL, "product %lld: one read for %d",
 		    (long long) id, n);
+	}
+	if (lead_held_lease && rv != CM_OK && !w->stopping) {
+		/* The read failed: let the next reader have the lease now
+		 * rather than wait PRODUCT_LEASE_MS for it to expire. */
+		(void) ps_cache_release(w->cache, id, token);
 	}
 	if (may_fill) {
 		start_fill(w, id, token, p);
@@ -350,7 +404,8 @@ flight_entry(call *lead, const uint8_t *data, size_t len)
 {
 	Catalog__Product *p = NULL;
 	int               version;
-	int               rv = ps_entry_decode(data, len, &p, &version);
+	int64_t           fresh_until;
+	int rv = ps_entry_decode(data, len, &p, &version, &fresh_until);
 	int ok = rv == CM_ENOTFOUND || (rv == CM_OK && p->id == lead->rq->id);
 
 	ps_msg_product_free(p);
@@ -358,10 +413,26 @@ flight_entry(call *lead, const uint8_t *data, size_t len)
 		flight_end(lead, data, len, CM_OK, NULL);
 		return;
 	}
-	CM_WARN("PS-CACHE-BAD", lead->rq->request_id,
+	PS_RLOG(CM_LOG_WARN, "PS-CACHE-BAD", lead->rq,
 	    "product:%lld holds a malformed entry (%zu bytes)",
 	    (long long) lead->rq->id, len);
 	flight_select(lead);
+}
+
+/* 1 when data is a positive entry past its freshness: for a reader that
+ * waits for another's fill, the same as no entry. */
+static int
+entry_stale(const uint8_t *data, size_t len)
+{
+	Catalog__Product *p = NULL;
+	int               version, stale = 0;
+	int64_t           fresh_until;
+
+	if (ps_entry_decode(data, len, &p, &version, &fresh_until) == CM_OK) {
+		stale = !ps_entry_fresh(fresh_until, cm_now_ms());
+	}
+	ps_msg_product_free(p);
+	return stale;
 }
 
 static void
@@ -371,7 +442,7 @@ on_poll(void *arg, int rv, const uint8_t *data, size_t len)
 
 	if (rv != CM_OK) {
 		flight_select(lead);
-	} else if (data != NULL) {
+	} else if (data != NULL && !entry_stale(data, len)) {
 		flight_entry(lead, data, len);
 	} else if (cm_mono_us() >= lead->poll_until_us) {
 		/* The other reader is slow: read without filling. */
@@ -415,13 +486,16 @@ on_lease(void *arg, int rv, int outcome, const uint8_t *data, size_t len)
 		flight_entry(lead, data, len);
 		break;
 	case PS_LEASE_GRANTED:
+		ps_metrics_lease(PS_LEASE_M_GRANTED);
 		lead->may_fill = 1;
 		flight_select(lead);
 		break;
 	case PS_LEASE_FENCED:
+		ps_metrics_lease(PS_LEASE_M_FENCED);
 		flight_select(lead);
 		break;
 	default: /* busy: another reader, on any replica, is filling */
+		ps_metrics_lease(PS_LEASE_M_BUSY);
 		lead->poll_until_us = cm_mono_us() + PS_POLL_MAX_MS * 1000;
 		poll_later(lead);
 		break;
@@ -451,6 +525,9 @@ join_flight(call *k, Catalog__CacheOutcome outcome)
 		return;
 	}
 	if (role != PS_FLIGHT_LEADER) {
+		if (role == PS_FLIGHT_JOINED) {
+			ps_metrics_flight_join();
+		}
 		return; /* answered, or sent to look again, by the leader */
 	}
 	k->may_fill = 0;
@@ -461,8 +538,8 @@ join_flight(call *k, Catalog__CacheOutcome outcome)
 	snprintf(k->token, sizeof(k->token), "%016llx%016llx",
 	    (unsigned long long) ps_worker_rand(w),
 	    (unsigned long long) ps_worker_rand(w));
-	rv = ps_cache_lease(
-	    w->cache, k->rq->id, k->token, w->cfg->lease_ms, on_lease, k);
+	rv = ps_cache_lease(w->cache, k->rq->id, k->token, w->cfg->lease_ms,
+	    cm_now_ms() / 1000, on_lease, k);
 	if (rv != CM_OK) {
 		flight_select(k);
 	}
@@ -481,7 +558,8 @@ on_cache_get(void *arg, int rv, const uint8_t *data, size_t len)
 		join_flight(k, CATALOG__CACHE_OUTCOME__CACHE_MISS);
 		return;
 	}
-	if (answer_entry(k, data, len) != CM_OK) {
+	/* Malformed, or stale (k keeps a copy): a miss. */
+	if (answer_entry(k, data, len, 1) != CM_OK) {
 		join_flight(k, CATALOG__CACHE_OUTCOME__CACHE_MISS);
 	}
 }

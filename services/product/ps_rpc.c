@@ -8,6 +8,11 @@
  * receive. Decoding, the requests and the reply all run on the worker's
  * loop. A slot is owned by whichever side holds it: NNG while an operation
  * is pending, the worker from the post until it calls nng_ctx_send().
+ *
+ * Each request is admitted first (ps_drain_admit): while the replica
+ * drains, or past PRODUCT_MAX_INFLIGHT, it is answered STATUS_DRAINING at
+ * once without being started, so the gateway may send it to another
+ * replica. Every answered request is counted and timed here.
  */
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -35,11 +40,22 @@ struct ps_rpc {
 	size_t     cap;
 };
 
+struct batch;
+
+/* One request of a batch, from its admission to its answer. */
+typedef struct rpc_req {
+	struct batch *b;
+	size_t        i;
+	int64_t       start_us;
+	int           admitted; /* counts in ps_drain_inflight() */
+} rpc_req;
+
 /* One received Batch whose answers are being gathered. */
 typedef struct batch {
 	slot               *s;
 	Catalog__Batch     *in;
 	Catalog__Response **results;
+	rpc_req            *reqs;
 	size_t              n;
 	size_t              pending;
 } batch;
@@ -86,6 +102,7 @@ batch_free(batch *b)
 		ps_msg_response_free(b->results[i]);
 	}
 	free(b->results);
+	free(b->reqs);
 	catalog__batch__free_unpacked(b->in, NULL);
 	free(b);
 }
@@ -127,6 +144,43 @@ batch_done(void *arg)
 	nng_ctx_send(s->ctx, s->aio);
 }
 
+/* One request of a batch is answered: count it, release its admission,
+ * and send the reply when it was the last. */
+static void
+req_done(void *arg)
+{
+	rpc_req *r = arg;
+	batch   *b = r->b;
+
+	ps_metrics_rpc_done(b->in->requests[r->i], b->results[r->i],
+	    cm_mono_us() - r->start_us);
+	if (r->admitted) {
+		ps_drain_leave();
+	}
+	batch_done(b);
+}
+
+/* Admits request i of b and starts it, or answers it DRAINING at once. */
+static void
+req_start(ps_worker *w, batch *b, size_t i)
+{
+	rpc_req *r = &b->reqs[i];
+	int      a;
+
+	r->b = b;
+	r->i = i;
+	r->start_us = cm_mono_us();
+	if ((a = ps_drain_admit()) != PS_ADMIT_OK) {
+		b->results[i]->status = CATALOG__STATUS__STATUS_DRAINING;
+		(void) ps_msg_set_detail(b->results[i],
+		    a == PS_ADMIT_OVERLOADED ? "overloaded" : "draining");
+		req_done(r);
+		return;
+	}
+	r->admitted = 1;
+	ps_product_handle(w, b->in->requests[i], b->results[i], req_done, r);
+}
+
 /* Runs on the worker's loop: decode, answer each request. A message that
  * does not decode is dropped with a warning and the slot receives again. */
 static void
@@ -153,7 +207,8 @@ slot_recv(ps_post *p)
 	nng_msg_free(m);
 	m = NULL;
 	b->results = calloc(b->in->n_requests + 1, sizeof(*b->results));
-	if (b->results == NULL) {
+	b->reqs = calloc(b->in->n_requests + 1, sizeof(*b->reqs));
+	if (b->results == NULL || b->reqs == NULL) {
 		goto drop;
 	}
 	for (; b->n < b->in->n_requests; b->n++) {
@@ -167,8 +222,7 @@ slot_recv(ps_post *p)
 	 * the reply before every request has been started. */
 	b->pending = b->n + 1;
 	for (size_t i = 0; i < b->n; i++) {
-		ps_product_handle(
-		    w, b->in->requests[i], b->results[i], batch_done, b);
+		req_start(w, b, i);
 	}
 	batch_done(b);
 	return;
@@ -206,6 +260,7 @@ ps_rpc_open(const char *url, ps_rpc **out)
 		ps_rpc_free(rpc);
 		return CM_EINVAL;
 	}
+	ps_drain_set_listening(1);
 	*out = rpc;
 	return CM_OK;
 }
@@ -256,6 +311,7 @@ void
 ps_rpc_close(ps_rpc *rpc)
 {
 	if (rpc != NULL && rpc->open) {
+		ps_drain_set_listening(0);
 		nng_close(rpc->sock);
 		rpc->open = 0;
 	}

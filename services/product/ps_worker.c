@@ -13,6 +13,7 @@
 
 #include "cm.h"
 #include "cm_log.h"
+#include "cm_metrics.h"
 #include "ps.h"
 
 struct ps_timer {
@@ -173,6 +174,9 @@ thread_main(void *arg)
 {
 	ps_worker *w = arg;
 
+	/* Shard 0 is the main thread's and NNG's; worker i records into
+	 * shard i + 1 (cm_metrics_init() was given the worker count). */
+	cm_metrics_thread_set(w->index + 1);
 	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	teardown(w);
 	return NULL;
@@ -209,8 +213,7 @@ ps_worker_new(const ps_config *cfg, int index, ps_worker **out)
 		goto fail;
 	}
 	event_add(w->wake, NULL);
-	if ((rv = ps_cache_new(w->base, &cfg->redis,
-	         (int) cfg->redis_timeout_ms, &w->cache)) != CM_OK) {
+	if ((rv = ps_cache_new(w->base, cfg, index, &w->cache)) != CM_OK) {
 		goto fail;
 	}
 	if ((rv = ps_db_new(w->base, cfg->database_url, (int) cfg->db_conns,

@@ -231,7 +231,7 @@ finish(wcall *k)
 	const Catalog__Request *rq = k->rq;
 	Catalog__Response      *rsp = k->rsp;
 
-	CM_DEBUG("PS-REQ", rq->request_id,
+	PS_RLOG(CM_LOG_DEBUG, "PS-REQ", rq,
 	    "%s id=%lld status=%d version=%d replayed=%d %lldus",
 	    write_name(rq->method), (long long) k->id, (int) rsp->status,
 	    rsp->product != NULL ? (int) rsp->product->version : 0,
@@ -247,7 +247,7 @@ on_end_write(void *arg, int rv)
 	wcall *k = arg;
 
 	if (rv != CM_OK) {
-		CM_WARN("PS-END-WRITE", k->rq->request_id,
+		PS_RLOG(CM_LOG_WARN, "PS-END-WRITE", k->rq,
 		    "product:%lld: end-write failed or late (%s); sent "
 		    "again if it did not run",
 		    (long long) k->id, cm_strerror(rv));
@@ -311,7 +311,7 @@ on_begin_write(void *arg, int rv)
 
 	if (rv != CM_OK) {
 		/* Not fenced: refuse rather than risk a stale entry. */
-		CM_WARN("PS-WRITE-UNFENCED", rq->request_id,
+		PS_RLOG(CM_LOG_WARN, "PS-WRITE-UNFENCED", rq,
 		    "product:%lld: begin-write failed (%s): write refused",
 		    (long long) k->id, cm_strerror(rv));
 		set_status(k->rsp, CATALOG__STATUS__STATUS_UNAVAILABLE,

@@ -1,4 +1,5 @@
-/* test_ps_entry.c - cache entry format, TTL jitter, message copies. */
+/* test_ps_entry.c - cache entry format (fresh and stale), TTL jitter,
+ * message copies. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +29,8 @@ sample(int64_t id, int32_t version)
 	return ps_msg_product_dup(&p);
 }
 
+#define FRESH_UNTIL 1795847480LL /* a Unix second */
+
 static void
 test_entry_roundtrip(void **state)
 {
@@ -35,13 +38,15 @@ test_entry_roundtrip(void **state)
 	uint8_t          *buf;
 	size_t            len;
 	int               version = 0;
+	int64_t           fu = 0;
 
 	(void) state;
-	assert_int_equal(ps_entry_encode(p, &buf, &len), CM_OK);
-	assert_true(len > 3);
-	assert_memory_equal(buf, "P3:", 3);
-	assert_int_equal(ps_entry_decode(buf, len, &q, &version), CM_OK);
+	assert_int_equal(ps_entry_encode(p, FRESH_UNTIL, &buf, &len), CM_OK);
+	assert_true(len > 14);
+	assert_memory_equal(buf, "P3:1795847480:", 14);
+	assert_int_equal(ps_entry_decode(buf, len, &q, &version, &fu), CM_OK);
 	assert_int_equal(version, 3);
+	assert_int_equal(fu, FRESH_UNTIL);
 	assert_int_equal(q->id, 42);
 	assert_string_equal(q->sku, "SKU-42");
 	assert_string_equal(q->description, "a widget");
@@ -62,11 +67,13 @@ test_entry_multidigit_version(void **state)
 	uint8_t          *buf;
 	size_t            len;
 	int               version = 0;
+	int64_t           fu;
 
 	(void) state;
-	assert_int_equal(ps_entry_encode(p, &buf, &len), CM_OK);
-	assert_memory_equal(buf, "P123456:", 8);
-	assert_int_equal(ps_entry_decode(buf, len, &q, &version), CM_OK);
+	assert_int_equal(ps_entry_encode(p, 7, &buf, &len), CM_OK);
+	assert_memory_equal(buf, "P123456:7:", 10);
+	assert_int_equal(ps_entry_decode(buf, len, &q, &version, &fu), CM_OK);
+	assert_int_equal(fu, 7);
 	assert_int_equal(version, 123456);
 	free(buf);
 	ps_msg_product_free(p);
@@ -80,13 +87,16 @@ test_entry_negative(void **state)
 	size_t            len;
 	Catalog__Product *q = NULL;
 	int               version;
+	int64_t           fu;
 
 	(void) state;
-	assert_int_equal(ps_entry_encode(NULL, &buf, &len), CM_OK);
+	/* A negative entry carries no freshness: it lives for its TTL. */
+	assert_int_equal(
+	    ps_entry_encode(NULL, FRESH_UNTIL, &buf, &len), CM_OK);
 	assert_int_equal(len, 1);
 	assert_memory_equal(buf, "N", 1);
 	assert_int_equal(
-	    ps_entry_decode(buf, len, &q, &version), CM_ENOTFOUND);
+	    ps_entry_decode(buf, len, &q, &version, &fu), CM_ENOTFOUND);
 	assert_null(q);
 	free(buf);
 }
@@ -99,7 +109,13 @@ test_entry_rejects_version_zero(void **state)
 	size_t            len;
 
 	(void) state;
-	assert_int_equal(ps_entry_encode(p, &buf, &len), CM_EINVAL);
+	assert_int_equal(
+	    ps_entry_encode(p, FRESH_UNTIL, &buf, &len), CM_EINVAL);
+	assert_null(buf);
+	ps_msg_product_free(p);
+	p = sample(1, 1);
+	assert_int_equal(ps_entry_encode(p, 0, &buf, &len), CM_EINVAL);
+	assert_int_equal(ps_entry_encode(p, -5, &buf, &len), CM_EINVAL);
 	assert_null(buf);
 	ps_msg_product_free(p);
 }
@@ -109,8 +125,10 @@ expect_malformed(const void *data, size_t len)
 {
 	Catalog__Product *q = NULL;
 	int               version;
+	int64_t           fu;
 
-	assert_int_equal(ps_entry_decode(data, len, &q, &version), CM_EPROTO);
+	assert_int_equal(
+	    ps_entry_decode(data, len, &q, &version, &fu), CM_EPROTO);
 	assert_null(q);
 }
 
@@ -133,6 +151,79 @@ test_entry_malformed(void **state)
 	expect_malformed("P1:\x08", 4);
 	/* Empty body: a product with id 0 cannot be an entry. */
 	expect_malformed("P1:", 3);
+	expect_malformed("P1:12:", 6);
+	/* Freshness: digits then ':', positive, no leading zero. */
+	expect_malformed("P1:12", 5);
+	expect_malformed("P1:12x\x08\x01", 8);
+	expect_malformed("P1:0:\x08\x01", 7);
+	expect_malformed("P1:012:\x08\x01", 9);
+	expect_malformed("P1:99999999999999999999:\x08\x01", 26);
+}
+
+/* The first format ("P<version>:" + protobuf, before stale-if-error)
+ * still decodes, as fresh until Redis expires it: replicas of both
+ * formats may share one Redis during a rolling upgrade. */
+static void
+test_entry_first_format(void **state)
+{
+	Catalog__Product *p = sample(42, 3), *q = NULL;
+	size_t            body = catalog__product__get_packed_size(p);
+	uint8_t          *buf = malloc(3 + body);
+	int               version = 0;
+	int64_t           fu = -1;
+
+	(void) state;
+	memcpy(buf, "P3:", 3);
+	catalog__product__pack(p, buf + 3);
+	assert_int_equal(buf[3], 0x08); /* the id's tag: never a digit */
+	assert_int_equal(
+	    ps_entry_decode(buf, 3 + body, &q, &version, &fu), CM_OK);
+	assert_int_equal(version, 3);
+	assert_int_equal(fu, 0);
+	assert_int_equal(q->id, 42);
+	assert_true(ps_entry_fresh(fu, 4102444800000LL)); /* year 2100 */
+	free(buf);
+	ps_msg_product_free(p);
+	ps_msg_product_free(q);
+}
+
+/* Fresh before its second, stale from it on: the lease script compares
+ * the same way (fresh while fresh_until > the replica's Unix second). */
+static void
+test_entry_fresh_and_stale(void **state)
+{
+	Catalog__Product *p = sample(9, 2), *q = NULL;
+	uint8_t          *buf;
+	size_t            len;
+	int               version;
+	int64_t           fu;
+
+	(void) state;
+	assert_int_equal(ps_entry_encode(p, FRESH_UNTIL, &buf, &len), CM_OK);
+	assert_int_equal(ps_entry_decode(buf, len, &q, &version, &fu), CM_OK);
+	assert_true(ps_entry_fresh(fu, (FRESH_UNTIL - 1) * 1000));
+	assert_true(ps_entry_fresh(fu, FRESH_UNTIL * 1000 - 1));
+	assert_false(ps_entry_fresh(fu, FRESH_UNTIL * 1000));
+	assert_false(ps_entry_fresh(fu, (FRESH_UNTIL + 300) * 1000));
+	/* A stale entry still holds the whole product, for stale-if-error. */
+	assert_int_equal(q->id, 9);
+	assert_int_equal(q->version, 2);
+	assert_string_equal(q->name, "Widget");
+	free(buf);
+	ps_msg_product_free(p);
+	ps_msg_product_free(q);
+}
+
+/* The scripts read the version with ^P(%d+): and the freshness with
+ * ^P%d+:(%d+):; the lease script treats a stale entry as none. */
+static void
+test_entry_scripts_read_v2(void **state)
+{
+	(void) state;
+	assert_non_null(strstr(ps_cache_fill_lua, "'^P(%d+):'"));
+	assert_non_null(strstr(ps_cache_lease_lua, "'^P%d+:(%d+):'"));
+	assert_non_null(
+	    strstr(ps_cache_lease_lua, "tonumber(fu) > tonumber(ARGV[3])"));
 }
 
 static void
@@ -143,7 +234,7 @@ test_entry_version_mismatch(void **state)
 	size_t            len;
 
 	(void) state;
-	assert_int_equal(ps_entry_encode(p, &buf, &len), CM_OK);
+	assert_int_equal(ps_entry_encode(p, FRESH_UNTIL, &buf, &len), CM_OK);
 	buf[1] = '9'; /* prefix says 9, protobuf says 2 */
 	expect_malformed(buf, len);
 	free(buf);
@@ -229,6 +320,9 @@ main(void)
 	    cmocka_unit_test(test_entry_rejects_version_zero),
 	    cmocka_unit_test(test_entry_malformed),
 	    cmocka_unit_test(test_entry_version_mismatch),
+	    cmocka_unit_test(test_entry_first_format),
+	    cmocka_unit_test(test_entry_fresh_and_stale),
+	    cmocka_unit_test(test_entry_scripts_read_v2),
 	    cmocka_unit_test(test_entry_ttl_jitter_bounds),
 	    cmocka_unit_test(test_entry_ttl_small),
 	    cmocka_unit_test(test_entry_rand_nonzero),
