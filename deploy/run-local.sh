@@ -7,6 +7,8 @@
 #   product-service tcp://127.0.0.1:7001..7003 ($REPLICA_PORTS),
 #                   PRODUCT_NAME replica-1..3
 #   gateway         127.0.0.1:$GATEWAY_PORT (8080)
+#   admin ports     gateway 127.0.0.1:$GATEWAY_ADMIN_PORT (9090), replica N
+#                   127.0.0.1:$((REPLICA_ADMIN_BASE + N)) (9101..9103)
 #
 # Logs: var/log/{redis,postgres,migrate,replica-N,gateway}.log. The first
 # run creates the database and loads 1000 demo products; later runs keep
@@ -21,10 +23,15 @@ REDIS_PORT=${REDIS_PORT:-6380}
 PG_PORT=${PG_PORT:-5433}
 GATEWAY_PORT=${GATEWAY_PORT:-8080}
 REPLICA_PORTS=${REPLICA_PORTS:-7001 7002 7003}
+# Admin listeners (/metrics, /healthz, /readyz): the gateway's, and one per
+# replica (replica N on REPLICA_ADMIN_BASE + N).
+GATEWAY_ADMIN_PORT=${GATEWAY_ADMIN_PORT:-9090}
+REPLICA_ADMIN_BASE=${REPLICA_ADMIN_BASE:-9100}
 VAR=$ROOT/var
 LOG=$VAR/log
 
-# Children run in their own sessions so a Ctrl-C reaches only this script,
+# No load balancer needs time to notice a stop here, so the drain delays
+# are 0 and Ctrl-C is quick. Children run in their own sessions so a Ctrl-C reaches only this script,
 # which then stops them in order: gateway, replicas, Redis, PostgreSQL.
 export STACK_DETACH=1
 # shellcheck source-path=SCRIPTDIR source=stack.sh
@@ -45,7 +52,12 @@ done
 
 # Every port must be free before anything starts.
 taken=()
-for p in "$REDIS_PORT" "$PG_PORT" "$GATEWAY_PORT" $REPLICA_PORTS; do
+n_replicas=$(echo $REPLICA_PORTS | wc -w)
+admin_ports=$GATEWAY_ADMIN_PORT
+for ((i = 1; i <= n_replicas; i++)); do
+	admin_ports+=" $((REPLICA_ADMIN_BASE + i))"
+done
+for p in "$REDIS_PORT" "$PG_PORT" "$GATEWAY_PORT" $REPLICA_PORTS $admin_ports; do
 	stack_port_free "$p" || taken+=("$p")
 done
 if [ ${#taken[@]} -gt 0 ]; then
@@ -145,6 +157,8 @@ for p in $REPLICA_PORTS; do
 	i=$((i + 1))
 	say "starting product-service replica-$i on tcp://127.0.0.1:$p"
 	PRODUCT_LISTEN=tcp://127.0.0.1:$p PRODUCT_NAME=replica-$i \
+		PRODUCT_ADMIN_LISTEN=127.0.0.1:$((REPLICA_ADMIN_BASE + i)) \
+		PRODUCT_DRAIN_DELAY_S=0 \
 		setsid "$BIN/product-service" >>"$LOG/replica-$i.log" 2>&1 </dev/null &
 	REPLICA_PIDS+=($!)
 	upstreams+=${upstreams:+,}tcp://127.0.0.1:$p
@@ -161,6 +175,8 @@ done
 
 say "starting gateway on 127.0.0.1:$GATEWAY_PORT -> $upstreams"
 GATEWAY_LISTEN=127.0.0.1:$GATEWAY_PORT GATEWAY_UPSTREAMS=$upstreams \
+	GATEWAY_ADMIN_LISTEN=127.0.0.1:$GATEWAY_ADMIN_PORT \
+	GATEWAY_DRAIN_DELAY_S=0 \
 	setsid "$BIN/gateway" >>"$LOG/gateway.log" 2>&1 </dev/null &
 GATEWAY_PID=$!
 
@@ -189,6 +205,10 @@ The stack is up. Try:
   curl -s '$G/products?limit=5&after=5'
   curl -i $G/healthz
   curl -i $G/readyz
+  curl -i -X POST -H 'Content-Type: application/json' \
+       -d '{"sku":"MY-1","name":"My product","price_cents":1999}' $G/products
+  curl -s http://127.0.0.1:$GATEWAY_ADMIN_PORT/metrics | head -30
+  make top                                   # live rate, errors, p99, hit ratio
 
 Logs: $LOG/{gateway,replica-1,replica-2,replica-3,redis,postgres,migrate}.log
 psql: psql -h 127.0.0.1 -p $PG_PORT -U postgres catalog
