@@ -13,7 +13,7 @@ if [ "${WITH_CONTAINERS:-0}" = 1 ]; then
 		debootstrap)
 fi
 if [ "${WITH_BENCH:-0}" = 1 ]; then
-	PKGS+=(wrk gnuplot-nox)
+	PKGS+=(wrk gnuplot-nox python3 redis-tools)
 fi
 
 missing=()
