@@ -3,9 +3,14 @@
 # Does nothing when all are there; uses sudo when not root.
 set -euo pipefail
 
+# Tests also use dnsmasq-base (a DNS server for the discovery test),
+# prometheus (promtool checks the metrics) and iproute2 (network
+# namespaces for the network-cut test).
+
 PKGS=(build-essential pkg-config libevent-dev libhiredis-dev libpq-dev
 	libjson-c-dev libprotobuf-c-dev protobuf-c-compiler libnng-dev
-	libcmocka-dev redis-server postgresql postgresql-contrib curl)
+	libcmocka-dev redis-server postgresql postgresql-contrib curl
+	dnsmasq-base prometheus iproute2)
 if [ "${WITH_CONTAINERS:-0}" = 1 ]; then
 	# podman with runc (this sandbox refuses crun's cgroup mode); netavark,
 	# aardvark-dns and iptables are only recommends, so name them.
