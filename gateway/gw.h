@@ -395,17 +395,8 @@ typedef struct gw_http gw_http;
 
 #define GW_HTTP_MAX_HEADERS  16384 /* request line and headers, bytes */
 #define GW_READY_TIMEOUT_MS  500
+#define GW_LISTEN_BACKLOG    1024
 #define GW_HTTP_IDLE_TIMEOUT 60 /* seconds a keep-alive connection idles */
-
-/* Splits "host:port" or "[v6]:port" into host and port. Returns CM_OK or
- * CM_EINVAL. */
-int gw_http_parse_listen(const char *s, char *host, size_t hostlen, int *port);
-
-/* Creates a non-blocking listening TCP socket with SO_REUSEADDR and
- * SO_REUSEPORT on host:port. Returns CM_OK with *fd and *bound (the actual
- * port, useful with port 0), or CM_EINVAL with a message in err. */
-int gw_http_listen(
-    const char *host, int port, int *fd, int *bound, char *err, size_t errlen);
 
 /* Serves HTTP on the listening socket fd (taking ownership of it) on base,
  * sending RPCs through rpc. Returns CM_OK and *out, or CM_ENOMEM (fd is

@@ -13,6 +13,7 @@
 #include <nng/nng.h>
 
 #include "cm.h"
+#include "cm_net.h"
 #include "cm_config.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
@@ -156,8 +157,8 @@ worker_init(worker *w, int idx, const char *host, int *port)
 	gw_rpc_opts ro;
 
 	w->idx = idx;
-	if ((rv = gw_http_listen(
-	         host, *port, &fd, &bound, err, sizeof(err))) != CM_OK) {
+	if ((rv = cm_net_listen(host, *port, GW_LISTEN_BACKLOG, &fd, &bound,
+	         err, sizeof(err))) != CM_OK) {
 		fprintf(stderr, "gateway: GATEWAY_LISTEN=%s: %s\n", cfg_listen,
 		    err);
 		return rv;
@@ -205,7 +206,7 @@ admin_start(gw_admin **out, int *port, worker *workers, int n)
 	char                host[256], err[256];
 	int                 fd, rv;
 
-	if (gw_http_parse_listen(cfg_admin_listen, host, sizeof(host), port) !=
+	if (cm_net_parse_listen(cfg_admin_listen, host, sizeof(host), port) !=
 	    CM_OK) {
 		fprintf(stderr,
 		    "gateway: GATEWAY_ADMIN_LISTEN=%s: want host:port or "
@@ -213,8 +214,8 @@ admin_start(gw_admin **out, int *port, worker *workers, int n)
 		    cfg_admin_listen);
 		return CM_EINVAL;
 	}
-	if ((rv = gw_http_listen(host, *port, &fd, port, err, sizeof(err))) !=
-	    CM_OK) {
+	if ((rv = cm_net_listen(host, *port, GW_LISTEN_BACKLOG, &fd, port, err,
+	         sizeof(err))) != CM_OK) {
 		fprintf(stderr, "gateway: GATEWAY_ADMIN_LISTEN=%s: %s\n",
 		    cfg_admin_listen, err);
 		return rv;
@@ -348,7 +349,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "gateway: %s\n", err);
 		return 1;
 	}
-	if (gw_http_parse_listen(cfg_listen, host, sizeof(host), &port) !=
+	if (cm_net_parse_listen(cfg_listen, host, sizeof(host), &port) !=
 	    CM_OK) {
 		fprintf(stderr,
 		    "gateway: GATEWAY_LISTEN=%s: want host:port or "

@@ -13,6 +13,7 @@
 #include <event2/thread.h>
 
 #include "cm.h"
+#include "cm_net.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
 #include "gw.h"
@@ -105,8 +106,8 @@ admin_up(admin_fixture *a, int with_replica)
 	}
 	loop_open(&a->l, FAKE_URL);
 	loop_run(&a->l);
-	assert_int_equal(
-	    gw_http_listen("127.0.0.1", 0, &fd, &a->port, err, sizeof(err)),
+	assert_int_equal(cm_net_listen("127.0.0.1", 0, GW_LISTEN_BACKLOG, &fd,
+	                     &a->port, err, sizeof(err)),
 	    CM_OK);
 	assert_int_equal(
 	    gw_admin_new(&a->adm, fd, &a->l.base, &a->l.rpc, 1), CM_OK);

@@ -13,6 +13,7 @@
 #include <event2/thread.h>
 
 #include "cm.h"
+#include "cm_net.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
 #include "gw.h"
@@ -50,16 +51,15 @@ test_http_parse_listen_good(void **state)
 	int  port;
 	(void) state;
 	assert_int_equal(
-	    gw_http_parse_listen("0.0.0.0:8080", host, sizeof(host), &port),
-	    0);
+	    cm_net_parse_listen("0.0.0.0:8080", host, sizeof(host), &port), 0);
 	assert_string_equal(host, "0.0.0.0");
 	assert_int_equal(port, 8080);
 	assert_int_equal(
-	    gw_http_parse_listen("[::1]:0", host, sizeof(host), &port), 0);
+	    cm_net_parse_listen("[::1]:0", host, sizeof(host), &port), 0);
 	assert_string_equal(host, "::1");
 	assert_int_equal(port, 0);
 	assert_int_equal(
-	    gw_http_parse_listen("localhost:65535", host, sizeof(host), &port),
+	    cm_net_parse_listen("localhost:65535", host, sizeof(host), &port),
 	    0);
 	assert_int_equal(port, 65535);
 }
@@ -74,11 +74,11 @@ test_http_parse_listen_bad(void **state)
 	(void) state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_int_equal(
-		    gw_http_parse_listen(bad[i], host, sizeof(host), &port),
+		    cm_net_parse_listen(bad[i], host, sizeof(host), &port),
 		    CM_EINVAL);
 	}
-	assert_int_equal(gw_http_parse_listen(
-	                     "averyveryverylonghostname:1", host, 8, &port),
+	assert_int_equal(
+	    cm_net_parse_listen("averyveryverylonghostname:1", host, 8, &port),
 	    CM_EINVAL);
 }
 
@@ -88,17 +88,19 @@ test_http_listen_port_zero_shared(void **state)
 	char err[128];
 	int  fd1, fd2, p1, p2;
 	(void) state;
-	assert_int_equal(
-	    gw_http_listen("127.0.0.1", 0, &fd1, &p1, err, sizeof(err)), 0);
+	assert_int_equal(cm_net_listen("127.0.0.1", 0, GW_LISTEN_BACKLOG, &fd1,
+	                     &p1, err, sizeof(err)),
+	    0);
 	assert_true(p1 > 0);
 	/* SO_REUSEPORT lets a second loop bind the same port */
-	assert_int_equal(
-	    gw_http_listen("127.0.0.1", p1, &fd2, &p2, err, sizeof(err)), 0);
+	assert_int_equal(cm_net_listen("127.0.0.1", p1, GW_LISTEN_BACKLOG,
+	                     &fd2, &p2, err, sizeof(err)),
+	    0);
 	assert_int_equal(p1, p2);
 	close(fd1);
 	close(fd2);
-	assert_int_equal(gw_http_listen("no.such.host.invalid", 0, &fd1, &p1,
-	                     err, sizeof(err)),
+	assert_int_equal(cm_net_listen("no.such.host.invalid", 0,
+	                     GW_LISTEN_BACKLOG, &fd1, &p1, err, sizeof(err)),
 	    CM_EINVAL);
 }
 
@@ -123,8 +125,8 @@ server_start(server *s, int max_inflight, int delay_ms)
 	fake_start(&s->f, FAKE_URL);
 	s->f.delay_ms = delay_ms;
 	loop_open(&s->l, FAKE_URL);
-	assert_int_equal(
-	    gw_http_listen("127.0.0.1", 0, &fd, &s->port, err, sizeof(err)),
+	assert_int_equal(cm_net_listen("127.0.0.1", 0, GW_LISTEN_BACKLOG, &fd,
+	                     &s->port, err, sizeof(err)),
 	    CM_OK);
 	assert_int_equal(
 	    gw_http_new(&s->http, s->l.base, fd, s->l.rpc, 2000, 1 << 20),

@@ -23,6 +23,7 @@
 #include <event2/http.h>
 
 #include "cm.h"
+#include "cm_net.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
 #include "ps.h"
@@ -144,53 +145,6 @@ on_request(struct evhttp_request *req, void *arg)
 	}
 }
 
-/* Splits "host:port" or "[v6]:port" into host and port (0 to 65535; 0
- * picks a free one). Returns CM_OK or CM_EINVAL. */
-static int
-parse_listen(const char *s, char *host, size_t hostlen, int *port)
-{
-	const char *h, *p;
-	size_t      hl;
-	long        v = 0;
-
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		if (rb == NULL || rb[1] != ':') {
-			return CM_EINVAL;
-		}
-		h = s + 1;
-		hl = (size_t) (rb - h);
-		p = rb + 2;
-	} else {
-		const char *colon = strrchr(s, ':');
-		if (colon == NULL) {
-			return CM_EINVAL;
-		}
-		h = s;
-		hl = (size_t) (colon - s);
-		p = colon + 1;
-		if (memchr(h, ':', hl) != NULL) {
-			return CM_EINVAL; /* IPv6 needs brackets */
-		}
-	}
-	if (hl == 0 || hl >= hostlen || p[0] == '\0' || strlen(p) > 5) {
-		return CM_EINVAL;
-	}
-	for (const char *q = p; *q != '\0'; q++) {
-		if (*q < '0' || *q > '9') {
-			return CM_EINVAL;
-		}
-		v = v * 10 + (*q - '0');
-	}
-	if (v > 65535) {
-		return CM_EINVAL;
-	}
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	*port = (int) v;
-	return CM_OK;
-}
-
 /* Binds a listening socket on host:port. SO_REUSEPORT as the gateway's
  * admin port does, so that replicas started side by side on one host with
  * the default address still start (give each its own address to scrape
@@ -199,50 +153,22 @@ parse_listen(const char *s, char *host, size_t hostlen, int *port)
 static int
 bind_listen(const char *listen_addr, int *fdp, int *bound)
 {
-	struct addrinfo         hints = {0}, *res = NULL;
-	struct sockaddr_storage ss;
-	socklen_t               sl = sizeof(ss);
-	char                    host[256], svc[8];
-	int                     fd = -1, one = 1, port, rv;
+	char host[256], err[256];
+	int  port;
 
-	if (parse_listen(listen_addr, host, sizeof(host), &port) != CM_OK) {
+	if (cm_net_parse_listen(listen_addr, host, sizeof(host), &port) !=
+	    CM_OK) {
 		CM_ERROR("PS-ADMIN-LISTEN", NULL,
 		    "PRODUCT_ADMIN_LISTEN=%s: want host:port or [v6]:port",
 		    listen_addr);
 		return CM_EINVAL;
 	}
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	snprintf(svc, sizeof(svc), "%d", port);
-	if ((rv = getaddrinfo(host, svc, &hints, &res)) != 0) {
+	if (cm_net_listen(host, port, ADMIN_BACKLOG, fdp, bound, err,
+	        sizeof(err)) != CM_OK) {
 		CM_ERROR("PS-ADMIN-LISTEN", NULL,
-		    "PRODUCT_ADMIN_LISTEN=%s: %s", listen_addr,
-		    gai_strerror(rv));
+		    "PRODUCT_ADMIN_LISTEN=%s: %s", listen_addr, err);
 		return CM_EINVAL;
 	}
-	fd = socket(
-	    res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
-	    listen(fd, ADMIN_BACKLOG) != 0 ||
-	    getsockname(fd, (struct sockaddr *) &ss, &sl) != 0) {
-		CM_ERROR("PS-ADMIN-LISTEN", NULL,
-		    "PRODUCT_ADMIN_LISTEN=%s: %s", listen_addr,
-		    strerror(errno));
-		if (fd >= 0) {
-			close(fd);
-		}
-		freeaddrinfo(res);
-		return CM_EINVAL;
-	}
-	freeaddrinfo(res);
-	*bound = ss.ss_family == AF_INET6
-	    ? ntohs(((struct sockaddr_in6 *) &ss)->sin6_port)
-	    : ntohs(((struct sockaddr_in *) &ss)->sin_port);
-	*fdp = fd;
 	return CM_OK;
 }
 

@@ -1,0 +1,18 @@
+/* cm_net.h - listen addresses and listening sockets. */
+#ifndef CM_NET_H
+#define CM_NET_H
+
+#include <stddef.h>
+
+/* Splits "host:port" or "[v6]:port" into host (at most hostlen - 1 bytes)
+ * and port (0 to 65535; 0 picks a free one). Returns CM_OK or CM_EINVAL. */
+int cm_net_parse_listen(const char *s, char *host, size_t hostlen, int *port);
+
+/* Creates a non-blocking listening TCP socket on host:port with
+ * SO_REUSEADDR and SO_REUSEPORT, so that one process's loops (or several
+ * processes) can share a port. Returns CM_OK with *fdp and *bound (the
+ * actual port, useful with port 0), or CM_EINVAL with a message in err. */
+int cm_net_listen(const char *host, int port, int backlog, int *fdp,
+    int *bound, char *err, size_t errlen);
+
+#endif /* CM_NET_H */
