@@ -324,6 +324,8 @@ typedef struct gw_rpc_opts {
 	int try_timeout_ms;     /* GATEWAY_TRY_TIMEOUT_MS */
 	int eject_after;        /* GATEWAY_EJECT_AFTER */
 	int resolve_interval_s; /* GATEWAY_RESOLVE_INTERVAL_S */
+	int batch_inflight;     /* GATEWAY_BATCH_INFLIGHT */
+	int batch_max;          /* GATEWAY_BATCH_MAX */
 	const char
 	    *dns_servers; /* GATEWAY_DNS_SERVERS; NULL or "": resolv.conf
 	                   */
@@ -334,6 +336,8 @@ typedef struct gw_rpc_opts {
 
 #define GW_TRY_TIMEOUT_MS_DEF   500
 #define GW_EJECT_AFTER_DEF      3
+#define GW_BATCH_INFLIGHT_DEF   2
+#define GW_BATCH_MAX_DEF        64
 #define GW_RESOLVE_INTERVAL_DEF 5
 
 void gw_rpc_opts_init(gw_rpc_opts *o);

@@ -32,6 +32,8 @@ static long long   cfg_drain_timeout_s;
 static const char *cfg_log_format;
 static long long   cfg_try_timeout_ms;
 static long long   cfg_eject_after;
+static long long   cfg_batch_inflight;
+static long long   cfg_batch_max;
 static long long   cfg_resolve_interval_s;
 static const char *cfg_dns_servers;
 
@@ -49,6 +51,11 @@ static const cm_cfg_opt options[] = {
     {"GATEWAY_EJECT_AFTER", CM_CFG_INT, "3", 1, 1000, &cfg_eject_after,
         "consecutive failures that take a replica out of rotation "
         "(1 s back-off doubling to 30 s, then one probe)"},
+    {"GATEWAY_BATCH_INFLIGHT", CM_CFG_INT, "2", 1, 1024, &cfg_batch_inflight,
+        "messages a replica may have in flight from one loop before new "
+        "requests wait and go out together in one batch"},
+    {"GATEWAY_BATCH_MAX", CM_CFG_INT, "64", 1, 1024, &cfg_batch_max,
+        "requests in one batch message at most"},
     {"GATEWAY_RESOLVE_INTERVAL_S", CM_CFG_INT, "5", 1, 3600,
         &cfg_resolve_interval_s,
         "seconds between DNS resolutions of upstream host names (every "
@@ -176,6 +183,8 @@ worker_init(worker *w, int idx, const char *host, int *port)
 	ro.loop = idx + 1;
 	ro.try_timeout_ms = (int) cfg_try_timeout_ms;
 	ro.eject_after = (int) cfg_eject_after;
+	ro.batch_inflight = (int) cfg_batch_inflight;
+	ro.batch_max = (int) cfg_batch_max;
 	ro.resolve_interval_s = (int) cfg_resolve_interval_s;
 	ro.dns_servers = cfg_dns_servers;
 	if ((rv = gw_rpc_new(&w->rpc, w->base, &ro, err, sizeof(err))) !=

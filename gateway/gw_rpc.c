@@ -21,7 +21,20 @@
  * Calls and flights. A call is one logical request with one deadline and
  * possibly several tries. A flight is one try: one NNG message (a
  * catalog.Batch) on one context of one endpoint's socket, carrying a list
- * of calls. Today send_calls() is always handed a list of one call.
+ * of calls.
+ *
+ * Batching. An endpoint with fewer than GATEWAY_BATCH_INFLIGHT flights gets a
+ * new call at once, alone, so that batching adds nothing at low load. Past
+ * that, calls for it wait in its queue, and the queue leaves as one
+ * catalog.Batch (GATEWAY_BATCH_MAX calls at most, more flights if longer) when
+ * one of its flights completes or at the end of the loop turn (rpc->flush,
+ * made active when the first call waits), whichever comes first: a call waits
+ * for at most the rest of the loop turn, never for a reply. Probes and
+ * writes (keyed or not, they have no per-try timeout) go alone at once, so
+ * that a batch never cuts their one try short. A
+ * flight's timeout is the earliest of its calls' (per-try timeout or
+ * deadline); when it fails, every call in it has had one failed try and is
+ * retried or failed on its own. The endpoint is judged once per flight.
  *
  * Choice and health. A call goes to the less busy of two random healthy
  * endpoints (connected, not ejected), avoiding those it already tried.
@@ -41,6 +54,7 @@
  * Other writes get the whole deadline for their one try.
  */
 #include <pthread.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,17 +106,22 @@ struct endpoint {
 	_Atomic uint32_t pipes[PIPE_SLOTS];
 	atomic_uint      gen; /* bumped when a usable pipe goes away */
 	/* Loop thread only. */
-	int       was_up;   /* last state logged */
-	int       removed;  /* gone from the resolution; freed when idle */
-	int       seen;     /* scratch of sync_group() */
-	int       inflight; /* flights on it */
-	int       fails;    /* consecutive failures */
-	int       ejected;
-	int       probing; /* a probe PING is in flight */
-	int       backoff_ms;
-	int64_t   ejected_at_us;
-	int64_t   eject_until_us;
-	endpoint *next; /* rpc->eps */
+	int        was_up;   /* last state logged */
+	int        removed;  /* gone from the resolution; freed when idle */
+	atomic_int closed;   /* its socket is closed (closer thread) */
+	int        seen;     /* scratch of sync_group() */
+	int        inflight; /* flights on it */
+	int        ncalls;   /* calls in those flights */
+	call      *waiting;  /* queued for the next batch, in order */
+	call     **waiting_tail;
+	int        nwaiting;
+	int        fails; /* consecutive failures */
+	int        ejected;
+	int        probing; /* a probe PING is in flight */
+	int        backoff_ms;
+	int64_t    ejected_at_us;
+	int64_t    eject_until_us;
+	endpoint  *next; /* rpc->eps */
 };
 
 struct call {
@@ -134,6 +153,7 @@ struct flight {
 	int64_t   sent_us;
 	int64_t   try_deadline_us; /* the try is abandoned then */
 	call     *calls;
+	int       n;           /* calls in the list */
 	flight   *done_next;   /* rpc->done queue, under rpc->mu */
 	flight   *prev, *next; /* rpc->flights, loop thread */
 };
@@ -143,6 +163,8 @@ struct gw_rpc {
 	struct event      *wake;
 	struct event      *park_timer;
 	struct event      *health_timer;
+	struct event      *flush; /* sends the queues at the loop turn's end */
+	int                flush_armed;
 	pthread_mutex_t    mu;
 	flight            *done_head; /* under mu */
 	flight            *done_tail; /* under mu */
@@ -161,6 +183,8 @@ struct gw_rpc {
 	int                loop;
 	int                try_timeout_ms;
 	int                eject_after;
+	int                batch_inflight;
+	int                batch_max;
 	int64_t            budget; /* thousandths of a retry */
 	int64_t            budget_at_us;
 	long               n_eps, n_healthy; /* this loop's share of gauges */
@@ -172,10 +196,14 @@ static int  dispatch(call *c);
 static void wake_cb(evutil_socket_t fd, short what, void *arg);
 static void park_cb(evutil_socket_t fd, short what, void *arg);
 static void health_cb(evutil_socket_t fd, short what, void *arg);
+static void flush_cb(evutil_socket_t fd, short what, void *arg);
+static void flush_ep(endpoint *ep);
+static void fail_waiting(endpoint *ep, int redispatch);
 
 /* ---- metrics ---- */
 
 static cm_metric  *m_requests, *m_failures, *m_retries, *m_ejections;
+static cm_metric  *m_batches, *m_batched;
 static cm_label    up_label;
 static char      **up_values; /* kept for the registry's lifetime */
 static atomic_long g_endpoints, g_healthy;
@@ -234,6 +262,15 @@ gw_rpc_metrics_init(const char *upstreams)
 	         "gateway_upstream_ejections_total",
 	         "Endpoints taken out of rotation as outliers", &up_label,
 	         1)) == NULL ||
+	    (m_batches = cm_metric_new(CM_METRIC_COUNTER,
+	         "gateway_upstream_batches_total",
+	         "Messages (catalog.Batch) sent to replicas of an upstream",
+	         &up_label, 1)) == NULL ||
+	    (m_batched = cm_metric_new(CM_METRIC_COUNTER,
+	         "gateway_upstream_batched_calls_total",
+	         "Tries carried by those messages: divided by "
+	         "gateway_upstream_batches_total, the mean batch size",
+	         &up_label, 1)) == NULL ||
 	    cm_metric_gauge_fn("gateway_upstream_endpoints",
 	        "Endpoints (resolved replica addresses), summed over loops",
 	        endpoints_fn, NULL) != CM_OK ||
@@ -246,11 +283,17 @@ gw_rpc_metrics_init(const char *upstreams)
 }
 
 static void
-count(gw_rpc *rpc, cm_metric *m, const endpoint *ep)
+count_n(gw_rpc *rpc, cm_metric *m, const endpoint *ep, int n)
 {
 	if (m != NULL && rpc->series != NULL) {
-		cm_metric_inc(m, rpc->series[ep->group]);
+		cm_metric_add(m, rpc->series[ep->group], n);
 	}
+}
+
+static void
+count(gw_rpc *rpc, cm_metric *m, const endpoint *ep)
+{
+	count_n(rpc, m, ep, 1);
 }
 
 /* Binds the calling (loop) thread to this loop's metrics shard. */
@@ -440,14 +483,16 @@ backoff(endpoint *ep, int64_t sent_us)
 	arm_health_timer(ep->rpc);
 }
 
-/* A try sent at sent_us failed on ep. A failure of a try sent before the
- * ejection (still in flight then) says nothing new. */
+/* A flight sent at sent_us failed on ep, ntries of its tries with it: one
+ * failure towards ejection, however many calls it carried. A failure of a
+ * flight sent before the ejection (still in flight then) says nothing
+ * new. */
 static void
-ep_failed(endpoint *ep, int64_t sent_us)
+ep_failed(endpoint *ep, int64_t sent_us, int ntries)
 {
 	gw_rpc *rpc = ep->rpc;
 
-	count(rpc, m_failures, ep);
+	count_n(rpc, m_failures, ep, ntries);
 	if (ep->ejected) {
 		backoff(ep, sent_us);
 		return;
@@ -541,7 +586,8 @@ pick(gw_rpc *rpc, const call *c)
 		}
 		size_t j = (size_t) (next_rand(rpc) % (n - 1));
 		b = nth_candidate(rpc, c, fresh, j >= i ? j + 1 : j);
-		return b->inflight < a->inflight ? b : a;
+		return b->ncalls + b->nwaiting < a->ncalls + a->nwaiting ? b
+		                                                         : a;
 	}
 	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
 		if (!ep_ready(ep) || (c->other && tried(c, ep))) {
@@ -647,6 +693,7 @@ ep_open(gw_rpc *rpc, size_t group, const char *url, char *err, size_t errlen)
 	ep->group = group;
 	ep->id = ++rpc->next_ep_id;
 	ep->backoff_ms = EJECT_MIN_MS;
+	ep->waiting_tail = &ep->waiting;
 	if ((rv = nng_req0_open(&ep->sock)) != 0) {
 		goto fail;
 	}
@@ -707,6 +754,68 @@ ep_free(endpoint *ep)
 	free(ep);
 }
 
+/* Sockets being closed by closer threads, across all loops. */
+static atomic_int closers_running;
+
+static void *
+closer_main(void *arg)
+{
+	endpoint     *ep = arg;
+	struct event *wake = ep->rpc->wake;
+
+	nng_close(ep->sock);
+	/* ep may be freed by its loop from here on; rpc and its wake event
+	 * live until gw_rpc_free() has waited for closers_running. */
+	atomic_store(&ep->closed, 1);
+	event_active(wake, EV_READ, 0);
+	atomic_fetch_sub(&closers_running, 1);
+	return NULL;
+}
+
+/* Closes ep's socket on a thread of its own. NNG 1.5.2's nng_close()
+ * waits until the socket's contexts and pipe callbacks are done, and with
+ * flights in flight that wait can depend on this loop: called on the loop
+ * it hung the loop for good (seen when DNS dropped a replica under load).
+ * Off the loop, the aborted flights come back through flight_cb and are
+ * retried, and free_if_done() frees ep once all is over. */
+static void
+close_async(endpoint *ep)
+{
+	pthread_attr_t attr;
+	pthread_t      t;
+
+	atomic_fetch_add(&closers_running, 1);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, closer_main, ep) != 0) {
+		atomic_fetch_sub(&closers_running, 1);
+		nng_close(ep->sock); /* no thread: better late than never */
+		atomic_store(&ep->closed, 1);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* Frees a removed endpoint once its socket is closed and no flight
+ * refers to it. */
+static void
+free_if_done(endpoint *ep)
+{
+	if (ep->removed && ep->inflight == 0 && atomic_load(&ep->closed)) {
+		ep_free(ep);
+	}
+}
+
+/* Waits up to limit_ms for the closer threads to finish. */
+static void
+wait_closers(int limit_ms)
+{
+	for (int i = 0; i < limit_ms && atomic_load(&closers_running) > 0;
+	     i++) {
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+}
+
 /* Takes ep out for good: closing its socket fails its flights (they are
  * retried like those of a lost pipe); the struct goes with the last. */
 static void
@@ -719,12 +828,14 @@ ep_remove(endpoint *ep)
 	    rpc->groups[ep->group], ep->url);
 	ep->removed = 1;
 	if (ep->open) {
-		nng_close(ep->sock);
 		ep->open = 0;
+		close_async(ep);
+	} else {
+		atomic_store(&ep->closed, 1);
 	}
-	if (ep->inflight == 0) {
-		ep_free(ep);
-	}
+	/* Its queued calls have not been tried on it: choose again. */
+	fail_waiting(ep, 1);
+	free_if_done(ep);
 }
 
 /* gw_disc's report: the group's endpoints become exactly urls. */
@@ -783,6 +894,15 @@ sync_group(void *arg, size_t group, char *const *urls, size_t n)
 /* A try that may have reached the replica may be sent again only when
  * doing it twice is harmless: reads, and writes whose idempotency key
  * makes the replica answer the second from the first's record. */
+static int
+is_write(Catalog__Method m)
+{
+	return m == CATALOG__METHOD__METHOD_CREATE_PRODUCT ||
+	    m == CATALOG__METHOD__METHOD_REPLACE_PRODUCT ||
+	    m == CATALOG__METHOD__METHOD_PATCH_PRODUCT ||
+	    m == CATALOG__METHOD__METHOD_DELETE_PRODUCT;
+}
+
 static int
 retryable(const Catalog__Request *pb)
 {
@@ -1030,16 +1150,15 @@ flight_free(flight *f)
 	if (f->probe) {
 		ep->probing = 0;
 	}
+	ep->ncalls -= f->n;
 	free(f);
-	if (--ep->inflight == 0 && ep->removed) {
-		ep_free(ep);
-	}
+	ep->inflight--;
+	free_if_done(ep);
 	return calls;
 }
 
 /* Sends the calls (a list linked by next) as one Batch on a new context of
- * ep. This is the seam for batching: today the list holds one call.
- * Returns CM_OK, or an error with the calls left to the caller. */
+ * ep. Returns CM_OK, or an error with the calls left to the caller. */
 static int
 send_calls(gw_rpc *rpc, endpoint *ep, call *calls)
 {
@@ -1055,10 +1174,14 @@ send_calls(gw_rpc *rpc, endpoint *ep, call *calls)
 
 	for (call *c = calls; c != NULL; c = c->next) {
 		int64_t end = c->deadline_us;
-		/* Only a call that may be tried again has a per-try timeout:
-		 * cutting the one try of a write short would only turn a
-		 * late success into a 504. */
-		if (c->retryable && now + rpc->try_timeout_ms * 1000LL < end) {
+		/* Only reads have a per-try timeout. Cutting the one try of
+		 * a write short would only turn a late success into a 504;
+		 * and a keyed write sent again while the first try still
+		 * runs meets its own key "in use" (409). Keyed writes are
+		 * retried when their try surely failed (lost pipe, unsent,
+		 * DRAINING), never because it was slow. */
+		if (c->retryable && !is_write(c->pb.method) &&
+		    now + rpc->try_timeout_ms * 1000LL < end) {
 			end = now + rpc->try_timeout_ms * 1000LL;
 		}
 		if (end < try_end) {
@@ -1086,6 +1209,7 @@ send_calls(gw_rpc *rpc, endpoint *ep, call *calls)
 	 * right after is still noticed. */
 	f->gen = atomic_load(&ep->gen);
 	f->calls = calls;
+	f->n = (int) n;
 	f->sent_us = now;
 	f->try_deadline_us = try_end;
 	if (nng_aio_alloc(&f->aio, flight_cb, f) != 0) {
@@ -1110,6 +1234,9 @@ send_calls(gw_rpc *rpc, endpoint *ep, call *calls)
 		count(rpc, m_requests, ep);
 	}
 	ep->inflight++;
+	ep->ncalls += (int) n;
+	count(rpc, m_batches, ep);
+	count_n(rpc, m_batched, ep, (int) n);
 	f->next = rpc->flights;
 	if (rpc->flights != NULL) {
 		rpc->flights->prev = f;
@@ -1161,7 +1288,101 @@ dispatch(call *c)
 		return CM_OK;
 	}
 	c->next = NULL;
-	return send_calls(rpc, ep, c);
+	/* An idle endpoint, a probe, or a write (its one try has no per-try
+	 * timeout, and must not get its batch's): at once, alone. */
+	if (c->pin != 0 || !c->retryable || is_write(c->pb.method) ||
+	    (ep->waiting == NULL && ep->inflight < rpc->batch_inflight)) {
+		return send_calls(rpc, ep, c);
+	}
+	*ep->waiting_tail = c;
+	ep->waiting_tail = &c->next;
+	ep->nwaiting++;
+	if (!rpc->flush_armed) {
+		rpc->flush_armed = 1;
+		event_active(rpc->flush, EV_READ, 0);
+	}
+	return CM_OK;
+}
+
+/* Takes ep's queue away from it, returning the list. */
+static call *
+take_waiting(endpoint *ep)
+{
+	call *list = ep->waiting;
+
+	ep->waiting = NULL;
+	ep->waiting_tail = &ep->waiting;
+	ep->nwaiting = 0;
+	return list;
+}
+
+/* Empties ep's queue: with redispatch, each call chooses an endpoint
+ * again (ep is gone or down); without, each fails (shutting down). */
+static void
+fail_waiting(endpoint *ep, int redispatch)
+{
+	call *c = take_waiting(ep);
+
+	while (c != NULL) {
+		call *next = c->next;
+		c->next = NULL;
+		if (!redispatch || dispatch(c) != CM_OK) {
+			call_done(c, CM_EUNAVAIL, NULL);
+		}
+		c = next;
+	}
+}
+
+/* Sends ep's queue, GATEWAY_BATCH_MAX calls a flight. */
+static void
+flush_ep(endpoint *ep)
+{
+	gw_rpc *rpc = ep->rpc;
+	call   *list;
+
+	if (ep->waiting == NULL) {
+		return;
+	}
+	if (rpc->closing || !ep_ready(ep)) {
+		fail_waiting(ep, !rpc->closing);
+		return;
+	}
+	list = take_waiting(ep);
+	while (list != NULL) {
+		call *head = list, **pp = &list;
+		int   rv;
+		for (int k = 0; k < rpc->batch_max && *pp != NULL; k++) {
+			pp = &(*pp)->next;
+		}
+		list = *pp;
+		*pp = NULL;
+		if ((rv = send_calls(rpc, ep, head)) != CM_OK) {
+			CM_ERROR("GW-RPC-SENDFAIL", head->reqid,
+			    "endpoint=%s cannot send a batch: %s", ep->url,
+			    cm_strerror(rv));
+			while (head != NULL) {
+				call *next = head->next;
+				head->next = NULL;
+				call_done(head, CM_EUNAVAIL, NULL);
+				head = next;
+			}
+		}
+	}
+}
+
+/* The end of the loop turn: every queue leaves. */
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	gw_rpc *rpc = arg;
+
+	(void) fd;
+	(void) what;
+	enter(rpc);
+	rpc->flush_armed = 0;
+	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
+		flush_ep(ep);
+	}
 }
 
 static const Catalog__Response *
@@ -1178,23 +1399,57 @@ find_result(const Catalog__BatchReply *rep, size_t i, uint32_t tag)
 	return NULL;
 }
 
-/* A reply arrived for f: decode it, judge the endpoint by it, and complete
- * or retry each call. Takes msg. */
+/* How the replica answered c in rep: 0 usable, 1 a failed try (no
+ * result, UNAVAILABLE, INTERNAL), 2 DRAINING. */
+static int
+judge(const Catalog__Response *r)
+{
+	if (r == NULL) {
+		return 1;
+	}
+	if (r->status == CATALOG__STATUS__STATUS_DRAINING) {
+		return 2;
+	}
+	return r->status == CATALOG__STATUS__STATUS_UNAVAILABLE ||
+	    r->status == CATALOG__STATUS__STATUS_INTERNAL;
+}
+
+/* A reply arrived for f: decode it, judge the endpoint by it (once for
+ * the whole flight), and complete or retry each call. Takes msg. */
 static void
 deliver(flight *f, nng_msg *msg)
 {
 	Catalog__BatchReply *rep;
-	call                *c;
+	call                *c, *calls = f->calls;
 	size_t               i = 0;
 	endpoint            *ep = f->ep;
 	int64_t              sent = f->sent_us;
+	int                  failed = 0, draining = 0;
 
 	rep = catalog__batch_reply__unpack(
 	    NULL, nng_msg_len(msg), nng_msg_body(msg));
 	nng_msg_free(msg);
+	for (c = calls; c != NULL; c = c->next, i++) {
+		int k =
+		    judge(rep != NULL ? find_result(rep, i, c->pb.tag) : NULL);
+		failed += k == 1;
+		draining |= k == 2;
+	}
+	if (draining) {
+		if (ep->ejected) {
+			backoff(ep, sent);
+		} else {
+			eject(ep, "is draining");
+		}
+	} else if (failed > 0) {
+		ep_failed(ep, sent, failed);
+	} else {
+		ep_succeeded(ep, sent);
+	}
 	/* The endpoint stays while this flight holds it. */
 	ep->inflight++;
 	c = flight_free(f);
+	i = 0;
 	while (c != NULL) {
 		call                    *next = c->next;
 		const Catalog__Response *r = NULL;
@@ -1207,33 +1462,21 @@ deliver(flight *f, nng_msg *msg)
 			    "endpoint=%s sent a reply that does not decode or "
 			    "lacks tag %u",
 			    ep->url, c->pb.tag);
-			ep_failed(ep, sent);
 			call_done(c, CM_EPROTO, NULL);
 		} else if (r->status == CATALOG__STATUS__STATUS_DRAINING) {
-			if (ep->ejected) {
-				backoff(ep, sent);
-			} else {
-				eject(ep, "is draining");
-			}
 			retry_or_fail(c, FAIL_DRAINING, 0, ep, r);
-		} else if (r->status == CATALOG__STATUS__STATUS_UNAVAILABLE ||
-		    r->status == CATALOG__STATUS__STATUS_INTERNAL) {
-			ep_failed(ep, sent);
-			if (r->status == CATALOG__STATUS__STATUS_UNAVAILABLE) {
-				retry_or_fail(c, FAIL_REPLY, 0, ep, r);
-			} else {
-				call_done(c, CM_OK, r);
-			}
+		} else if (r->status == CATALOG__STATUS__STATUS_UNAVAILABLE) {
+			retry_or_fail(c, FAIL_REPLY, 0, ep, r);
 		} else {
-			ep_succeeded(ep, sent);
 			call_done(c, CM_OK, r);
 		}
 		c = next;
 		i++;
 	}
-	if (--ep->inflight == 0 && ep->removed) {
-		ep_free(ep);
-	}
+	/* A flight is done: what waits for ep goes now. */
+	flush_ep(ep);
+	ep->inflight--;
+	free_if_done(ep);
 	if (rep != NULL) {
 		catalog__batch_reply__free_unpacked(rep, NULL);
 	}
@@ -1286,7 +1529,7 @@ flight_step(flight *f)
 	/* A failure of ours (closing, an endpoint we removed) says nothing
 	 * about the replica. */
 	if (!rpc->closing && !ep->removed && kind != FAIL_UNSENT) {
-		ep_failed(ep, f->sent_us);
+		ep_failed(ep, f->sent_us, f->n);
 	}
 	ep->inflight++; /* keep it while its calls are retried */
 	c = flight_free(f);
@@ -1296,9 +1539,9 @@ flight_step(flight *f)
 		retry_or_fail(c, kind, rv, ep, NULL);
 		c = next;
 	}
-	if (--ep->inflight == 0 && ep->removed) {
-		ep_free(ep);
-	}
+	flush_ep(ep);
+	ep->inflight--;
+	free_if_done(ep);
 }
 
 /* Logs endpoint state changes, cancels the flights whose pipe went away,
@@ -1353,6 +1596,11 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 		flight *next = done->done_next;
 		flight_step(done);
 		done = next;
+	}
+	/* Removed endpoints whose closer thread has finished. */
+	for (endpoint *ep = rpc->eps, *next; ep != NULL; ep = next) {
+		next = ep->next;
+		free_if_done(ep);
 	}
 }
 
@@ -1429,6 +1677,8 @@ gw_rpc_opts_init(gw_rpc_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->try_timeout_ms = GW_TRY_TIMEOUT_MS_DEF;
 	o->eject_after = GW_EJECT_AFTER_DEF;
+	o->batch_inflight = GW_BATCH_INFLIGHT_DEF;
+	o->batch_max = GW_BATCH_MAX_DEF;
 	o->resolve_interval_s = GW_RESOLVE_INTERVAL_DEF;
 }
 
@@ -1451,6 +1701,9 @@ gw_rpc_new(gw_rpc **out, struct event_base *base, const gw_rpc_opts *o,
 	    o->try_timeout_ms > 0 ? o->try_timeout_ms : GW_TRY_TIMEOUT_MS_DEF;
 	rpc->eject_after =
 	    o->eject_after > 0 ? o->eject_after : GW_EJECT_AFTER_DEF;
+	rpc->batch_inflight =
+	    o->batch_inflight > 0 ? o->batch_inflight : GW_BATCH_INFLIGHT_DEF;
+	rpc->batch_max = o->batch_max > 0 ? o->batch_max : GW_BATCH_MAX_DEF;
 	rpc->budget = BUDGET_FLOOR_PER_S * BUDGET_UNIT;
 	rpc->budget_at_us = cm_mono_us();
 	rpc->rand = (uint64_t) cm_mono_us() ^ (uint64_t) (uintptr_t) rpc ^
@@ -1468,7 +1721,8 @@ gw_rpc_new(gw_rpc **out, struct event_base *base, const gw_rpc_opts *o,
 	        NULL ||
 	    (rpc->wake = event_new(base, -1, 0, wake_cb, rpc)) == NULL ||
 	    (rpc->park_timer = evtimer_new(base, park_cb, rpc)) == NULL ||
-	    (rpc->health_timer = evtimer_new(base, health_cb, rpc)) == NULL) {
+	    (rpc->health_timer = evtimer_new(base, health_cb, rpc)) == NULL ||
+	    (rpc->flush = event_new(base, -1, 0, flush_cb, rpc)) == NULL) {
 		rv = CM_ENOMEM;
 		snprintf(err, errlen, "%s", cm_strerror(rv));
 		goto fail;
@@ -1612,6 +1866,13 @@ gw_rpc_shutdown(gw_rpc *rpc)
 		rpc->parked = c->next;
 		call_done(c, CM_EUNAVAIL, NULL);
 	}
+	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
+		fail_waiting(ep, 0);
+	}
+	if (rpc->flush != NULL) {
+		event_del(rpc->flush);
+		rpc->flush_armed = 0;
+	}
 	if (rpc->park_timer != NULL) {
 		evtimer_del(rpc->park_timer);
 	}
@@ -1628,6 +1889,8 @@ gw_rpc_free(gw_rpc *rpc)
 	}
 	gw_rpc_shutdown(rpc);
 	gw_disc_free(rpc->disc);
+	/* Closer threads still use endpoints and rpc->wake. */
+	wait_closers(10000);
 	/* nng_close() returns after the pipes' REM_POST callbacks ran, and
 	 * those still use rpc->wake, so the events go last. */
 	while (rpc->eps != NULL) {
@@ -1642,6 +1905,9 @@ gw_rpc_free(gw_rpc *rpc)
 	}
 	if (rpc->park_timer != NULL) {
 		event_free(rpc->park_timer);
+	}
+	if (rpc->flush != NULL) {
+		event_free(rpc->flush);
 	}
 	if (rpc->wake != NULL) {
 		event_free(rpc->wake);

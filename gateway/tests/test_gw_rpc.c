@@ -1,6 +1,6 @@
 /* test_gw_rpc.c - RPC round trip, failover, deadlines, per-try timeouts,
- * retries, ejection and the retry budget against in-process NNG replicas
- * (inproc transport). */
+ * retries, ejection, the retry budget and batching against in-process NNG
+ * replicas (inproc transport). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
@@ -28,9 +29,13 @@ typedef struct replica {
 	nng_socket  sock;
 	const char *name;
 	atomic_int  mode;
-	atomic_int  received;
+	atomic_int  received; /* requests (tries), batched or not */
+	atomic_int  msgs;     /* messages */
+	atomic_int  max_batch;
 	atomic_int  pings;
 	int32_t     last_inm;
+	int         delay_ms; /* before each answer: a busy replica */
+	int         reverse;  /* answer a batch's requests last first */
 	pthread_t   tid;
 } replica;
 
@@ -44,35 +49,55 @@ replica_main(void *arg)
 		Catalog__Batch *b = catalog__batch__unpack(
 		    NULL, nng_msg_len(m), nng_msg_body(m));
 		Catalog__BatchReply rep = CATALOG__BATCH_REPLY__INIT;
-		Catalog__Response   resp = CATALOG__RESPONSE__INIT;
-		Catalog__Response  *rs[1] = {&resp};
+		Catalog__Response   resp[64];
+		Catalog__Response  *rs[64];
+		size_t              n;
 
 		nng_msg_free(m);
 		assert_non_null(b);
-		assert_int_equal(b->n_requests, 1);
-		r->received++;
-		if (b->requests[0]->method == CATALOG__METHOD__METHOD_PING) {
-			r->pings++;
+		n = b->n_requests;
+		assert_true(n >= 1 && n <= 64);
+		r->msgs++;
+		r->received += (int) n;
+		if ((int) n > r->max_batch) {
+			r->max_batch = (int) n;
 		}
-		r->last_inm = b->requests[0]->if_none_match_version;
-		resp.tag = b->requests[0]->tag;
-		resp.status = r->mode == DRAINING
-		    ? CATALOG__STATUS__STATUS_DRAINING
-		    : r->mode == UNAVAIL ? CATALOG__STATUS__STATUS_UNAVAILABLE
-		                         : CATALOG__STATUS__STATUS_OK;
-		resp.replica = (char *) r->name;
-		catalog__batch__free_unpacked(b, NULL);
+		for (size_t i = 0; i < n; i++) {
+			const Catalog__Request *q = b->requests[i];
+			size_t                  k = r->reverse ? n - 1 - i : i;
+			catalog__response__init(&resp[k]);
+			rs[k] = &resp[k];
+			if (q->method == CATALOG__METHOD__METHOD_PING) {
+				r->pings++;
+			}
+			r->last_inm = q->if_none_match_version;
+			resp[k].tag = q->tag;
+			resp[k].status = r->mode == DRAINING
+			    ? CATALOG__STATUS__STATUS_DRAINING
+			    : r->mode == UNAVAIL
+			    ? CATALOG__STATUS__STATUS_UNAVAILABLE
+			    : CATALOG__STATUS__STATUS_OK;
+			resp[k].replica = (char *) r->name;
+			resp[k].next_after = q->id; /* tells answers apart */
+		}
 		if (r->mode == CLOSE) {
+			catalog__batch__free_unpacked(b, NULL);
 			nng_close(r->sock); /* the pipe goes away */
 			break;
 		}
 		if (r->mode == SILENT) {
+			catalog__batch__free_unpacked(b, NULL);
 			continue;
 		}
-		rep.n_results = 1;
+		if (r->delay_ms > 0) {
+			struct timespec ts = {0, r->delay_ms * 1000000L};
+			nanosleep(&ts, NULL);
+		}
+		rep.n_results = n;
 		rep.results = rs;
 		nng_msg_alloc(&m, catalog__batch_reply__get_packed_size(&rep));
 		catalog__batch_reply__pack(&rep, nng_msg_body(m));
+		catalog__batch__free_unpacked(b, NULL);
 		if (nng_sendmsg(r->sock, m, 0) != 0) {
 			nng_msg_free(m);
 		}
@@ -104,6 +129,7 @@ typedef struct outcome {
 	int                err;
 	int                retries;
 	int                status;
+	int64_t            next_after; /* the replica echoes the id here */
 	char               replica[32];
 	char               upstream[64];
 	struct event_base *base;
@@ -118,6 +144,7 @@ on_done(const gw_rpc_res *res, void *arg)
 	o->retries = res->retries;
 	if (res->resp != NULL) {
 		o->status = res->resp->status;
+		o->next_after = res->resp->next_after;
 		snprintf(
 		    o->replica, sizeof(o->replica), "%s", res->resp->replica);
 	}
@@ -623,24 +650,52 @@ test_rpc_keyed_write_retried(void **state)
 {
 	struct event_base *base = event_base_new();
 	gw_rpc            *rpc;
-	replica            hung, ok;
+	replica            sick, ok;
 	gw_rpc_req         q = write_req(2000, "key-1");
 	outcome            o;
 	char               err[128];
 	(void) state;
-	replica_start(&hung, "inproc://hung", "hung", SILENT);
+	/* A replica that answers UNAVAILABLE did not apply the write: with
+	 * a key it goes to another replica. */
+	replica_start(&sick, "inproc://sick", "sick", UNAVAIL);
 	replica_start(&ok, "inproc://ok", "ok", ANSWER);
-	assert_int_equal(rpc_open(&rpc, base, "inproc://hung,inproc://ok", 100,
+	assert_int_equal(rpc_open(&rpc, base, "inproc://sick,inproc://ok", 100,
 	                     0, err, sizeof(err)),
 	    0);
 	settle(base, 50);
-	o = call_until_hit(base, rpc, &q, &hung, "ok");
+	o = call_until_hit(base, rpc, &q, &sick, "ok");
 	assert_int_equal(o.err, CM_OK);
 	assert_string_equal(o.replica, "ok");
 	assert_int_equal(o.retries, 1);
-	replica_stop(&hung);
+	replica_stop(&sick);
 	gw_rpc_free(rpc);
 	replica_stop(&ok);
+	event_base_free(base);
+}
+
+static void
+test_rpc_keyed_write_slow_not_resent(void **state)
+{
+	struct event_base *base = event_base_new();
+	gw_rpc            *rpc;
+	replica            hung;
+	gw_rpc_req         q = write_req(600, "key-2");
+	outcome            o;
+	char               err[128];
+	(void) state;
+	/* A slow write is not sent again: a second copy would find its own
+	 * idempotency key in use. It gets the whole deadline, then 504. */
+	replica_start(&hung, "inproc://hung2", "hung", SILENT);
+	assert_int_equal(
+	    rpc_open(&rpc, base, "inproc://hung2", 100, 0, err, sizeof(err)),
+	    0);
+	settle(base, 50);
+	o = call_once(base, rpc, &q);
+	assert_int_equal(o.err, CM_ETIMEDOUT);
+	assert_int_equal(o.retries, 0);
+	assert_int_equal(hung.received, 1);
+	replica_stop(&hung);
+	gw_rpc_free(rpc);
 	event_base_free(base);
 }
 
@@ -683,6 +738,226 @@ test_rpc_retry_budget(void **state)
 	event_base_free(base);
 }
 
+/* The value of the series that starts with line (name and labels), 0
+ * when it is not there. */
+static long long
+metric_get(const char *line)
+{
+	char     *text, *p;
+	size_t    len;
+	long long v = 0;
+	assert_int_equal(cm_metrics_render(&text, &len), CM_OK);
+	if ((p = strstr(text, line)) != NULL) {
+		v = strtoll(p + strlen(line), NULL, 10);
+	}
+	free(text);
+	return v;
+}
+
+/* Upstreams the metrics were not set up with count as "other". */
+#define BATCHES_OTHER "gateway_upstream_batches_total{upstream=\"other\"} "
+#define BATCHED_OTHER \
+	"gateway_upstream_batched_calls_total{upstream=\"other\"} "
+
+/* Starts n GETs (ids 1..n) at once and runs the loop until all are done
+ * or 5 s passed. */
+static void
+call_many(struct event_base *base, gw_rpc *rpc, outcome *o, int n)
+{
+	int64_t t0 = cm_mono_us();
+	int     done = 0;
+
+	for (int i = 0; i < n; i++) {
+		gw_rpc_req q = get_req(2000);
+		q.id = i + 1;
+		memset(&o[i], 0, sizeof(o[i]));
+		assert_int_equal(gw_rpc_call(rpc, &q, on_done, &o[i]), 0);
+	}
+	while (done < n && cm_mono_us() - t0 < 5000000) {
+		event_base_loop(base, EVLOOP_ONCE);
+		done = 0;
+		for (int i = 0; i < n; i++) {
+			done += o[i].done;
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(o[i].done, 1);
+	}
+}
+
+static void
+test_rpc_batches_when_busy(void **state)
+{
+	struct event_base *base = event_base_new();
+	gw_rpc            *rpc;
+	replica            r;
+	outcome            o[10];
+	char               err[128];
+	long long          b0, c0;
+	int                m0;
+	(void) state;
+	replica_start(&r, "inproc://busy", "busy", ANSWER);
+	r.delay_ms = 20;
+	assert_int_equal(
+	    rpc_open(&rpc, base, "inproc://busy", 0, 0, err, sizeof(err)), 0);
+	settle(base, 50);
+	/* An idle endpoint: one call, one message of one. */
+	o[0] = call_once(base, rpc,
+	    &(gw_rpc_req) {.method = CATALOG__METHOD__METHOD_GET_PRODUCT,
+	        .request_id = "alone",
+	        .timeout_ms = 2000,
+	        .id = 1});
+	assert_int_equal(o[0].err, CM_OK);
+	assert_int_equal(r.msgs, 1);
+	assert_int_equal(r.max_batch, 1);
+	/* Ten at once: two go alone, the rest wait and leave together. */
+	b0 = metric_get(BATCHES_OTHER);
+	c0 = metric_get(BATCHED_OTHER);
+	m0 = r.msgs;
+	call_many(base, rpc, o, 10);
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(o[i].err, CM_OK);
+		assert_int_equal(o[i].retries, 0);
+		assert_int_equal(o[i].next_after, i + 1);
+	}
+	assert_int_equal(r.received, 11);
+	assert_true(r.msgs - 1 < 10);
+	assert_int_equal(r.max_batch, 8);
+	/* The metrics: their ratio is the mean batch size. */
+	assert_int_equal(metric_get(BATCHES_OTHER) - b0, r.msgs - m0);
+	assert_int_equal(metric_get(BATCHED_OTHER) - c0, 10);
+	gw_rpc_free(rpc);
+	replica_stop(&r);
+	event_base_free(base);
+}
+
+static void
+test_rpc_batch_out_of_order(void **state)
+{
+	struct event_base *base = event_base_new();
+	gw_rpc            *rpc;
+	replica            r;
+	outcome            o[20];
+	char               err[128];
+	(void) state;
+	replica_start(&r, "inproc://rev", "rev", ANSWER);
+	r.delay_ms = 10;
+	r.reverse = 1;
+	assert_int_equal(
+	    rpc_open(&rpc, base, "inproc://rev", 0, 0, err, sizeof(err)), 0);
+	settle(base, 50);
+	call_many(base, rpc, o, 20);
+	/* each call got its own answer, matched by tag, not by position */
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(o[i].err, CM_OK);
+		assert_int_equal(o[i].next_after, i + 1);
+	}
+	assert_true(r.max_batch > 1);
+	assert_true(r.msgs < 20);
+	gw_rpc_free(rpc);
+	replica_stop(&r);
+	event_base_free(base);
+}
+
+static void
+test_rpc_batch_try_fails_reads_retried(void **state)
+{
+	struct event_base *base = event_base_new();
+	gw_rpc            *rpc;
+	replica            hung, ok;
+	outcome            o[20];
+	int                retries = 0;
+	int64_t            t0;
+	char               err[128];
+	(void) state;
+	replica_start(&hung, "inproc://hung", "hung", SILENT);
+	replica_start(&ok, "inproc://ok", "ok", ANSWER);
+	assert_int_equal(rpc_open(&rpc, base, "inproc://hung,inproc://ok", 100,
+	                     1000, err, sizeof(err)),
+	    0);
+	settle(base, 50);
+	t0 = cm_mono_us();
+	call_many(base, rpc, o, 20);
+	/* Half went to the hung replica, some of them in one batch: when
+	 * its flights timed out every read in them was tried on "ok". */
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(o[i].err, CM_OK);
+		assert_string_equal(o[i].replica, "ok");
+		assert_int_equal(o[i].next_after, i + 1);
+		retries += o[i].retries;
+	}
+	assert_true(hung.max_batch > 1);
+	assert_int_equal(retries, hung.received);
+	assert_int_equal(ok.received, 20);
+	assert_true(cm_mono_us() - t0 < 1000000);
+	replica_stop(&hung);
+	gw_rpc_free(rpc);
+	replica_stop(&ok);
+	event_base_free(base);
+}
+
+static void
+test_rpc_writes_not_batched(void **state)
+{
+	struct event_base *base = event_base_new();
+	gw_rpc            *rpc;
+	replica            r;
+	outcome            o[6];
+	gw_rpc_req         w = write_req(2000, NULL);
+	int64_t            t0;
+	int                done = 0;
+	char               err[128];
+	(void) state;
+	replica_start(&r, "inproc://wr", "wr", ANSWER);
+	r.delay_ms = 20;
+	assert_int_equal(
+	    rpc_open(&rpc, base, "inproc://wr", 0, 0, err, sizeof(err)), 0);
+	settle(base, 50);
+	memset(o, 0, sizeof(o));
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(gw_rpc_call(rpc, &w, on_done, &o[i]), 0);
+	}
+	t0 = cm_mono_us();
+	while (done < 6 && cm_mono_us() - t0 < 5000000) {
+		event_base_loop(base, EVLOOP_ONCE);
+		done = 0;
+		for (int i = 0; i < 6; i++) {
+			done += o[i].done;
+		}
+	}
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(o[i].done, 1);
+		assert_int_equal(o[i].err, CM_OK);
+	}
+	/* each keyless write had its own message and its own timeout */
+	assert_int_equal(r.msgs, 6);
+	assert_int_equal(r.max_batch, 1);
+	/* and so does each keyed one: no per-try timeout to share */
+	w = write_req(2000, "key-b");
+	memset(o, 0, sizeof(o));
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(gw_rpc_call(rpc, &w, on_done, &o[i]), 0);
+	}
+	t0 = cm_mono_us();
+	done = 0;
+	while (done < 6 && cm_mono_us() - t0 < 5000000) {
+		event_base_loop(base, EVLOOP_ONCE);
+		done = 0;
+		for (int i = 0; i < 6; i++) {
+			done += o[i].done;
+		}
+	}
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(o[i].done, 1);
+		assert_int_equal(o[i].err, CM_OK);
+	}
+	assert_int_equal(r.msgs, 12);
+	assert_int_equal(r.max_batch, 1);
+	gw_rpc_free(rpc);
+	replica_stop(&r);
+	event_base_free(base);
+}
+
 int
 main(void)
 {
@@ -701,7 +976,12 @@ main(void)
 	    cmocka_unit_test(test_rpc_write_not_retried),
 	    cmocka_unit_test(test_rpc_write_timeout_not_retried),
 	    cmocka_unit_test(test_rpc_keyed_write_retried),
+	    cmocka_unit_test(test_rpc_keyed_write_slow_not_resent),
 	    cmocka_unit_test(test_rpc_retry_budget),
+	    cmocka_unit_test(test_rpc_batches_when_busy),
+	    cmocka_unit_test(test_rpc_batch_out_of_order),
+	    cmocka_unit_test(test_rpc_batch_try_fails_reads_retried),
+	    cmocka_unit_test(test_rpc_writes_not_batched),
 	};
 	int rv;
 	evthread_use_pthreads();

@@ -265,8 +265,16 @@ test_ops_health_and_ready(void **state)
 	for (int i = 0; i < NREP; i++) {
 		assert_int_equal(
 		    get_status(rep_admin[i], "/healthz", NULL), 200);
-		assert_int_equal(
-		    get_status(rep_admin[i], "/readyz", NULL), 200);
+		/* A replica is ready once a PostgreSQL connection is up,
+		 * which may trail its first answers a little at start. */
+		int     st = 0;
+		int64_t end = it_now_ms() + 10000;
+		while (
+		    (st = get_status(rep_admin[i], "/readyz", NULL)) != 200 &&
+		    it_now_ms() < end) {
+			it_sleep_ms(100);
+		}
+		assert_int_equal(st, 200);
 		assert_int_equal(get_status(rep_admin[i], "/nope", NULL), 404);
 	}
 }
