@@ -277,10 +277,14 @@ Catalog__Status ps_write_status(int sql_status, const char **detail);
 Catalog__Response *ps_msg_response_new(uint32_t tag, const char *replica);
 void               ps_msg_response_free(Catalog__Response *r);
 int                ps_msg_set_detail(Catalog__Response *r, const char *s);
-Catalog__Product  *ps_msg_product_new(void);
-Catalog__Product  *ps_msg_product_dup(const Catalog__Product *p);
-void               ps_msg_product_free(Catalog__Product *p);
-char              *ps_msg_strdup(const char *s, size_t len);
+/* Sets r's status and, when detail is not NULL, its detail; UNAVAILABLE
+ * answers carry Retry-After 1. */
+void ps_msg_set_status(
+    Catalog__Response *r, Catalog__Status st, const char *detail);
+Catalog__Product *ps_msg_product_new(void);
+Catalog__Product *ps_msg_product_dup(const Catalog__Product *p);
+void              ps_msg_product_free(Catalog__Product *p);
+char             *ps_msg_strdup(const char *s, size_t len);
 
 /* ---- ps_entry.c: cache entry format and TTLs ---- */
 

@@ -119,3 +119,15 @@ ps_msg_product_free(Catalog__Product *p)
 		catalog__product__free_unpacked(p, NULL);
 	}
 }
+
+void
+ps_msg_set_status(Catalog__Response *r, Catalog__Status st, const char *detail)
+{
+	r->status = st;
+	if (detail != NULL) {
+		(void) ps_msg_set_detail(r, detail);
+	}
+	if (st == CATALOG__STATUS__STATUS_UNAVAILABLE) {
+		r->retry_after_s = 1;
+	}
+}

@@ -99,18 +99,6 @@ cache_name(Catalog__CacheOutcome c)
 	}
 }
 
-static void
-set_status(Catalog__Response *rsp, Catalog__Status st, const char *detail)
-{
-	rsp->status = st;
-	if (detail != NULL) {
-		(void) ps_msg_set_detail(rsp, detail);
-	}
-	if (st == CATALOG__STATUS__STATUS_UNAVAILABLE) {
-		rsp->retry_after_s = 1;
-	}
-}
-
 /* Logs the outcome and hands the response back; frees k. The request may
  * be freed by done(), so nothing reads k->rq afterwards. */
 static void
@@ -147,10 +135,10 @@ static void
 answer_error(call *k, int rv)
 {
 	if (rv == CM_EUNAVAIL) {
-		set_status(k->rsp, CATALOG__STATUS__STATUS_UNAVAILABLE,
+		ps_msg_set_status(k->rsp, CATALOG__STATUS__STATUS_UNAVAILABLE,
 		    "database unavailable");
 	} else {
-		set_status(
+		ps_msg_set_status(
 		    k->rsp, CATALOG__STATUS__STATUS_INTERNAL, cm_strerror(rv));
 	}
 }
@@ -252,7 +240,7 @@ answer_entry(call *k, const uint8_t *data, size_t len, int stale_miss)
 
 	if (rv == CM_ENOTFOUND) {
 		k->rsp->cache = CATALOG__CACHE_OUTCOME__CACHE_HIT;
-		set_status(k->rsp, CATALOG__STATUS__STATUS_NOT_FOUND,
+		ps_msg_set_status(k->rsp, CATALOG__STATUS__STATUS_NOT_FOUND,
 		    "no such product");
 		finish(k);
 		return CM_OK;
@@ -330,7 +318,8 @@ flight_end(
 		} else if (rv != CM_OK) {
 			answer_error(k, rv);
 		} else if (p == NULL) {
-			set_status(k->rsp, CATALOG__STATUS__STATUS_NOT_FOUND,
+			ps_msg_set_status(k->rsp,
+			    CATALOG__STATUS__STATUS_NOT_FOUND,
 			    "no such product");
 		} else {
 			Catalog__Product *d = ps_msg_product_dup(p);
@@ -568,7 +557,7 @@ static void
 get_product(call *k)
 {
 	if (k->rq->id <= 0) {
-		set_status(k->rsp, CATALOG__STATUS__STATUS_INVALID,
+		ps_msg_set_status(k->rsp, CATALOG__STATUS__STATUS_INVALID,
 		    "id must be a positive integer");
 		finish(k);
 		return;
@@ -618,13 +607,13 @@ list_products(call *k)
 	int rv;
 
 	if (limit < 1 || limit > PS_LIST_MAX) {
-		set_status(k->rsp, CATALOG__STATUS__STATUS_INVALID,
+		ps_msg_set_status(k->rsp, CATALOG__STATUS__STATUS_INVALID,
 		    "limit must be from 1 to 100");
 		finish(k);
 		return;
 	}
 	if (k->rq->after < 0) {
-		set_status(k->rsp, CATALOG__STATUS__STATUS_INVALID,
+		ps_msg_set_status(k->rsp, CATALOG__STATUS__STATUS_INVALID,
 		    "after must not be negative");
 		finish(k);
 		return;
@@ -650,7 +639,7 @@ ps_product_handle(ps_worker *w, const Catalog__Request *rq,
 	call *k = calloc(1, sizeof(*k));
 
 	if (k == NULL) {
-		set_status(
+		ps_msg_set_status(
 		    rsp, CATALOG__STATUS__STATUS_INTERNAL, "out of memory");
 		done(arg);
 		return;
@@ -663,7 +652,8 @@ ps_product_handle(ps_worker *w, const Catalog__Request *rq,
 	k->start_us = cm_mono_us();
 
 	if (rq->deadline_unix_ms != 0 && cm_now_ms() > rq->deadline_unix_ms) {
-		set_status(rsp, CATALOG__STATUS__STATUS_DEADLINE_EXCEEDED,
+		ps_msg_set_status(rsp,
+		    CATALOG__STATUS__STATUS_DEADLINE_EXCEEDED,
 		    "deadline passed before the replica started");
 		finish(k);
 		return;
@@ -687,7 +677,7 @@ ps_product_handle(ps_worker *w, const Catalog__Request *rq,
 		ps_write_handle(w, rq, rsp, done, arg);
 		break;
 	default:
-		set_status(
+		ps_msg_set_status(
 		    rsp, CATALOG__STATUS__STATUS_INVALID, "unknown method");
 		finish(k);
 		break;

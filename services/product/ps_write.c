@@ -202,24 +202,13 @@ ps_write_status(int sql_status, const char **detail)
 /* ---- the path ---- */
 
 static void
-set_status(Catalog__Response *rsp, Catalog__Status st, const char *detail)
-{
-	rsp->status = st;
-	if (detail != NULL) {
-		(void) ps_msg_set_detail(rsp, detail);
-	}
-	if (st == CATALOG__STATUS__STATUS_UNAVAILABLE) {
-		rsp->retry_after_s = 1;
-	}
-}
-
-static void
 set_error(wcall *k, int rv, const char *what)
 {
 	if (rv == CM_EUNAVAIL) {
-		set_status(k->rsp, CATALOG__STATUS__STATUS_UNAVAILABLE, what);
+		ps_msg_set_status(
+		    k->rsp, CATALOG__STATUS__STATUS_UNAVAILABLE, what);
 	} else {
-		set_status(
+		ps_msg_set_status(
 		    k->rsp, CATALOG__STATUS__STATUS_INTERNAL, cm_strerror(rv));
 	}
 }
@@ -291,7 +280,8 @@ on_written(void *arg, int rv, ps_db_written *res)
 	}
 	if (res->status == 200 || res->status == 201) {
 		if (res->product == NULL) {
-			set_status(k->rsp, CATALOG__STATUS__STATUS_INTERNAL,
+			ps_msg_set_status(k->rsp,
+			    CATALOG__STATUS__STATUS_INTERNAL,
 			    "catalog_write answered no product");
 		} else {
 			k->rsp->product = res->product;
@@ -314,7 +304,7 @@ on_begin_write(void *arg, int rv)
 		PS_RLOG(CM_LOG_WARN, "PS-WRITE-UNFENCED", rq,
 		    "product:%lld: begin-write failed (%s): write refused",
 		    (long long) k->id, cm_strerror(rv));
-		set_status(k->rsp, CATALOG__STATUS__STATUS_UNAVAILABLE,
+		ps_msg_set_status(k->rsp, CATALOG__STATUS__STATUS_UNAVAILABLE,
 		    "cache unavailable: write not attempted");
 		finish(k);
 		return;
@@ -325,7 +315,8 @@ on_begin_write(void *arg, int rv)
 		return;
 	}
 	if (rq->deadline_unix_ms != 0 && cm_now_ms() > rq->deadline_unix_ms) {
-		set_status(k->rsp, CATALOG__STATUS__STATUS_DEADLINE_EXCEEDED,
+		ps_msg_set_status(k->rsp,
+		    CATALOG__STATUS__STATUS_DEADLINE_EXCEEDED,
 		    "deadline passed before the write started");
 		end_write(k);
 		return;
@@ -390,7 +381,7 @@ ps_write_handle(ps_worker *w, const Catalog__Request *rq,
 	int         rv;
 
 	if (k == NULL) {
-		set_status(
+		ps_msg_set_status(
 		    rsp, CATALOG__STATUS__STATUS_INTERNAL, "out of memory");
 		done(arg);
 		return;
@@ -403,7 +394,7 @@ ps_write_handle(ps_worker *w, const Catalog__Request *rq,
 	k->start_us = cm_mono_us();
 	k->id = rq->id;
 	if (ps_write_check(rq, &why) != CM_OK) {
-		set_status(rsp, CATALOG__STATUS__STATUS_INVALID, why);
+		ps_msg_set_status(rsp, CATALOG__STATUS__STATUS_INVALID, why);
 		finish(k);
 		return;
 	}
