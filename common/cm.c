@@ -141,3 +141,18 @@ cm_ncpu(void)
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n < 1 ? 1 : (int) n;
 }
+
+int
+cm_wait_signal(const sigset_t *set, int64_t ms)
+{
+	struct timespec ts;
+	int             sig;
+
+	if (ms < 0) {
+		return sigwait(set, &sig) == 0 ? sig : 0;
+	}
+	ts.tv_sec = (time_t) (ms / 1000);
+	ts.tv_nsec = (long) (ms % 1000) * 1000000L;
+	sig = sigtimedwait(set, NULL, &ts);
+	return sig > 0 ? sig : 0;
+}

@@ -3,6 +3,7 @@
 #define CM_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 
 /* Result codes of every call that can fail. CM_OK is zero. */
@@ -44,6 +45,10 @@ int cm_parse_id(const char *s, size_t len, int64_t *out);
 /* Formats microseconds since the epoch as RFC 3339 UTC with second
  * precision ("2026-11-28T05:00:00Z") into buf (at least 21 bytes). */
 void cm_fmt_rfc3339(int64_t us, char *buf, size_t len);
+
+/* Waits up to ms (-1: forever) for one of the signals in set, which the
+ * caller has blocked. Returns the signal, or 0 when none came. */
+int cm_wait_signal(const sigset_t *set, int64_t ms);
 
 /* Number of online CPUs, at least 1. */
 int cm_ncpu(void);

@@ -251,22 +251,6 @@ out:
 	return rv;
 }
 
-/* Waits up to ms (-1: forever) for a stop signal. Returns it, or 0. */
-static int
-wait_signal(const sigset_t *set, int64_t ms)
-{
-	struct timespec ts;
-	int             sig;
-
-	if (ms < 0) {
-		return sigwait(set, &sig) == 0 ? sig : 0;
-	}
-	ts.tv_sec = (time_t) (ms / 1000);
-	ts.tv_nsec = (long) (ms % 1000) * 1000000L;
-	sig = sigtimedwait(set, NULL, &ts);
-	return sig > 0 ? sig : 0;
-}
-
 /* The main thread's life after start: waits for SIGTERM or SIGINT and
  * walks the drain (gw_drain): readiness off at once, serving on for the
  * delay, then listeners closed and in-flight requests finishing until
@@ -287,7 +271,7 @@ run_drain(const sigset_t *set, worker *workers, int n)
 		if (closing && (wait < 0 || wait > 50)) {
 			wait = 50;
 		}
-		sig = wait_signal(set, wait);
+		sig = cm_wait_signal(set, wait);
 		now = sig != 0 ? gw_drain_signal(&d, sig, cm_mono_us() / 1000)
 		               : gw_drain_tick(&d, cm_mono_us() / 1000);
 		if (sig != 0) {

@@ -91,23 +91,6 @@ static const cm_cfg_opt opts[] = {
 
 static char default_name[300];
 
-/* Waits up to ms (-1: forever) for a stop signal in set. Returns it, or 0
- * when none came. */
-static int
-wait_signal(const sigset_t *set, int64_t ms)
-{
-	struct timespec ts;
-	int             sig;
-
-	if (ms < 0) {
-		return sigwait(set, &sig) == 0 ? sig : 0;
-	}
-	ts.tv_sec = (time_t) (ms / 1000);
-	ts.tv_nsec = (long) (ms % 1000) * 1000000;
-	sig = sigtimedwait(set, NULL, &ts);
-	return sig > 0 ? sig : 0;
-}
-
 /* Runs the drain after the first stop signal sig: new requests are
  * answered DRAINING at once (and /readyz says 503) for
  * PRODUCT_DRAIN_DELAY_S, then requests in progress get up to
@@ -144,7 +127,7 @@ drain(ps_drain *d, const sigset_t *set, int sig)
 		if (now == PS_DRAIN_WAIT && left > PS_DRAIN_POLL_MS) {
 			left = PS_DRAIN_POLL_MS;
 		}
-		if ((sig = wait_signal(set, left)) != 0) {
+		if ((sig = cm_wait_signal(set, left)) != 0) {
 			CM_WARN("PS-DRAIN-CUT", NULL,
 			    "signal %d again: stopping now with %ld requests "
 			    "in progress",
@@ -160,7 +143,7 @@ drain(ps_drain *d, const sigset_t *set, int sig)
 		    "closing with %ld requests in progress",
 		    ps_drain_inflight());
 	} else {
-		(void) wait_signal(set, PS_DRAIN_LINGER_MS);
+		(void) cm_wait_signal(set, PS_DRAIN_LINGER_MS);
 	}
 }
 
@@ -310,7 +293,7 @@ serve(void)
 		    cfg.fill_delay_ms);
 	}
 #endif
-	while ((sig = wait_signal(&set, -1)) == 0) { }
+	while ((sig = cm_wait_signal(&set, -1)) == 0) { }
 	CM_INFO("PS-STOP", NULL, "signal %d: draining", sig);
 	drain(&d, &set, sig);
 	CM_INFO("PS-STOP", NULL,
