@@ -207,6 +207,11 @@ void gw_buf_adds(gw_buf *b, const char *s);
 /* Appends s as a quoted JSON string: '"', '\\' and control characters are
  * escaped, valid UTF-8 passes through, invalid bytes become \ufffd. NULL is
  * written as "". */
+/* Returns the length (1 to 4) of the well-formed UTF-8 sequence at
+ * s[0..len), or 0 for overlong forms, surrogates, code points above
+ * U+10FFFF and cut sequences (RFC 3629). */
+size_t gw_utf8_len(const unsigned char *s, size_t len);
+
 void gw_json_string(gw_buf *b, const char *s);
 
 /* Each appends one JSON document to b and returns b->err. */

@@ -1,5 +1,6 @@
 /* gw_json.c - writes products, lists and problems as JSON text. */
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,14 +59,13 @@ add_i64(gw_buf *b, int64_t v)
 	gw_buf_add(b, num, (size_t) n);
 }
 
-/* Returns the length of the well-formed UTF-8 sequence at s (1 to 4), or 0
- * when the bytes there are not one (overlong forms, surrogates and code
- * points above U+10FFFF included, per RFC 3629). */
-static size_t
-utf8_len(const unsigned char *s)
+/* Returns the length (1 to 4) of the well-formed UTF-8 sequence at
+ * s[0..len), or 0 for overlong forms, surrogates, code points above
+ * U+10FFFF and cut sequences (RFC 3629), which json-c lets through. */
+size_t
+gw_utf8_len(const unsigned char *s, size_t len)
 {
-	unsigned char c = s[0];
-	unsigned char lo = 0x80, hi = 0xbf;
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
 	size_t        n;
 
 	if (c < 0x80) {
@@ -84,9 +84,7 @@ utf8_len(const unsigned char *s)
 	} else {
 		return 0;
 	}
-	/* The NUL terminator is never a continuation byte, so this stops at
-	 * the end of the string. */
-	if (s[1] < lo || s[1] > hi) {
+	if (n > len || s[1] < lo || s[1] > hi) {
 		return 0;
 	}
 	for (size_t i = 2; i < n; i++) {
@@ -114,7 +112,9 @@ gw_json_string(gw_buf *b, const char *s)
 			p++;
 			continue;
 		}
-		if (*p >= 0x80 && (n = utf8_len(p)) != 0) {
+		/* The string ends at its NUL, which is never a continuation
+		 * byte, so no bound is needed beyond it. */
+		if (*p >= 0x80 && (n = gw_utf8_len(p, SIZE_MAX)) != 0) {
 			p += n;
 			continue;
 		}
