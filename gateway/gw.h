@@ -14,8 +14,11 @@
 #include <stdio.h>
 
 #include "catalog.pb-c.h"
+#include "gw_guard.h"
 
 struct event_base;
+struct evhttp;
+struct evconnlistener;
 
 /* ---- gw_route.c: method, path and query to a route (pure) ---- */
 
@@ -398,6 +401,56 @@ void gw_rpc_free(gw_rpc *rpc);
 int  gw_rpc_urls_parse(const char *s, char ***urls, size_t *n);
 void gw_rpc_urls_free(char **urls, size_t n);
 
+/* ---- gw_conn.c: connection guard (framing, limits, timeouts, cap) ---- */
+
+typedef struct gw_conns gw_conns;
+
+#define GW_HEADER_TIMEOUT_MS_DEF 10000
+#define GW_BODY_TIMEOUT_MS_DEF   30000
+#define GW_IDLE_TIMEOUT_S_DEF    60
+#define GW_MAX_CONNECTIONS_DEF   10000
+
+/* Settings of one loop's guard; gw_conns_opts_init() fills defaults. */
+typedef struct gw_conns_opts {
+	gw_guard_limits lim;
+	int             header_timeout_ms; /* GATEWAY_HEADER_TIMEOUT_MS */
+	int             body_timeout_ms;   /* GATEWAY_BODY_TIMEOUT_MS */
+	int max_conns; /* this loop's share of GATEWAY_MAX_CONNECTIONS;
+	                  0: no cap */
+} gw_conns_opts;
+
+void gw_conns_opts_init(gw_conns_opts *o);
+
+/* Guards every connection that http (running on base) accepts from now
+ * on (evhttp_set_bevcb). Returns CM_OK and *out, CM_ENOMEM, or
+ * CM_EINTERNAL when no random secret could be drawn. Free with
+ * gw_conns_free() before evhttp_free(http). */
+int gw_conns_new(gw_conns **out, struct event_base *base, struct evhttp *http,
+    const gw_conns_opts *o);
+
+/* The listener that the cap pauses and resumes; NULL before it is
+ * closed (a drain). */
+void gw_conns_set_listener(gw_conns *cs, struct evconnlistener *l);
+
+/* Connections open on this loop. */
+int gw_conns_open(const gw_conns *cs);
+
+/* Detaches the connections still open and frees cs; NULL does nothing. */
+void gw_conns_free(gw_conns *cs);
+
+/* The path of the request the guard hands evhttp in place of a refused
+ * one: GW_CONN_REJECT_PREFIX, the process's secret, "/", the error. */
+#define GW_CONN_REJECT_PREFIX   "/.guard/"
+#define GW_CONN_SECRET_LEN      32 /* hex digits: 128 random bits */
+#define GW_CONN_REJECT_PATH_MAX 64
+
+/* Writes the reject path for e into buf. Returns CM_OK, or CM_EINTERNAL
+ * before gw_conns_new() drew the secret. */
+int gw_conn_reject_path(char *buf, size_t len, gw_guard_err e);
+
+/* 1 when s[0..len) is the secret (compared in constant time), else 0. */
+int gw_conn_secret_ok(const char *s, size_t len);
+
 /* ---- gw_http.c: evhttp front end ---- */
 
 typedef struct gw_http gw_http;
@@ -412,6 +465,13 @@ typedef struct gw_http gw_http;
  * closed then too). Free with gw_http_free(). */
 int gw_http_new(gw_http **out, struct event_base *base, int fd, gw_rpc *rpc,
     int timeout_ms, size_t max_body);
+
+/* Puts the connection guard (gw_conn.c) in front of this server:
+ * framing and size limits, header and body timeouts, the connection cap,
+ * and idle_timeout_s for evhttp's own timeout. evhttp's header and body
+ * size limits stay set, above the guard's, as a backstop. Call before the
+ * loop runs. Returns CM_OK, CM_ENOMEM or CM_EINTERNAL. */
+int gw_http_guard(gw_http *h, const gw_conns_opts *o, int idle_timeout_s);
 
 /* Requests this server works on at once; past it a request gets 503 with
  * Retry-After: 1 at once (counted as rejected, reason overload). The
@@ -458,6 +518,13 @@ typedef enum gw_reject {
 } gw_reject;
 
 void gw_metrics_rejected(gw_reject why);
+
+/* A request refused by the connection guard, by gw_guard_err_reason()
+ * (gateway_http_rejected_total{reason}). */
+void gw_metrics_http_rejected(const char *reason);
+
+/* Open client connections + delta (gateway_http_connections). */
+void gw_metrics_connections(int delta);
 
 /* Requests in flight over every loop (a sum of atomics: any thread). */
 int64_t gw_metrics_in_flight(void);

@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "cm.h"
 #include "cm_log.h"
@@ -31,6 +32,7 @@ struct gw_http {
 	struct event_base          *base;
 	struct evhttp              *http;
 	struct evhttp_bound_socket *listener;
+	gw_conns                   *conns; /* NULL: unguarded (unit tests) */
 	gw_rpc                     *rpc;
 	int                         timeout_ms;
 	size_t                      max_body;
@@ -232,9 +234,11 @@ finish(hreq *h, int status)
 		    evhttp_request_get_connection(h->req), on_conn_closed,
 		    srv);
 	}
-	/* libevent 2.1 knows no phrase for 422 ("Client Error") */
+	/* libevent 2.1 knows no phrase for 422 or 431 ("Client Error") */
 	evhttp_send_reply(h->req, status,
-	    status == 422 ? "Unprocessable Content" : NULL, NULL);
+	    status == 422 || status == 431 ? gw_json_problem_title(status)
+	                                   : NULL,
+	    NULL);
 	gw_metrics_request_end(
 	    h->route.id, h->method, status, (double) us / 1e6);
 	log_access(h, status, us, bytes, gone);
@@ -779,6 +783,39 @@ read_trace(hreq *h)
 	add_header(h, "traceparent", h->traceparent);
 }
 
+/* Answers the request the connection guard (gw_conn.c) put in place of
+ * one it refused: "/.guard/<secret>/<gw_guard_err>". Returns 1 when it
+ * did; any other path under /.guard/ is routed like any path (404). The
+ * path stays out of the access log: it holds the secret. */
+static int
+guard_reply(hreq *h)
+{
+	const char *uri = evhttp_request_get_uri(h->req);
+	const char *p, *slash;
+	char       *end;
+	long        e;
+
+	if (uri == NULL ||
+	    strncmp(uri, GW_CONN_REJECT_PREFIX,
+	        strlen(GW_CONN_REJECT_PREFIX)) != 0) {
+		return 0;
+	}
+	p = uri + strlen(GW_CONN_REJECT_PREFIX);
+	if ((slash = strchr(p, '/')) == NULL ||
+	    !gw_conn_secret_ok(p, (size_t) (slash - p))) {
+		return 0;
+	}
+	e = strtol(slash + 1, &end, 10);
+	if (*end != '\0' || e <= GW_GUARD_OK || e >= GW_GUARD_NERR) {
+		return 0;
+	}
+	snprintf(h->path, sizeof(h->path), "-");
+	add_header(h, "Connection", "close");
+	send_problem(h, gw_guard_err_status((gw_guard_err) e),
+	    gw_guard_err_detail((gw_guard_err) e));
+	return 1;
+}
+
 /* Refuses work the loop cannot take: after the listeners closed for a
  * drain, or past max_inflight. The probes always pass: a busy gateway is
  * alive, and its readiness is for its own handler to say. Returns 0, or
@@ -839,7 +876,7 @@ on_request(struct evhttp_request *req, void *arg)
 	add_header(h, "X-Request-Id", h->reqid);
 	read_trace(h);
 
-	if (route(h) != 0 || admit(h) != 0) {
+	if (guard_reply(h) || route(h) != 0 || admit(h) != 0) {
 		return;
 	}
 	switch (h->route.id) {
@@ -923,6 +960,30 @@ gw_http_new(gw_http **out, struct event_base *base, int fd, gw_rpc *rpc,
 	return CM_OK;
 }
 
+int
+gw_http_guard(gw_http *srv, const gw_conns_opts *o, int idle_timeout_s)
+{
+	size_t head = o->lim.max_uri + o->lim.max_header + 64;
+	int    rv;
+
+	if ((rv = gw_conns_new(&srv->conns, srv->base, srv->http, o)) !=
+	    CM_OK) {
+		return rv;
+	}
+	/* evhttp's limits stay as a backstop, above the guard's, so that
+	 * only the guard answers */
+	evhttp_set_max_headers_size(srv->http,
+	    (ev_ssize_t) (head > GW_HTTP_MAX_HEADERS ? head
+	                                             : GW_HTTP_MAX_HEADERS));
+	evhttp_set_max_body_size(srv->http, (ev_ssize_t) o->lim.max_body);
+	evhttp_set_timeout(srv->http, idle_timeout_s);
+	if (srv->listener != NULL) {
+		gw_conns_set_listener(srv->conns,
+		    evhttp_bound_socket_get_listener(srv->listener));
+	}
+	return CM_OK;
+}
+
 void
 gw_http_set_max_inflight(gw_http *srv, int max)
 {
@@ -933,6 +994,7 @@ void
 gw_http_drain(gw_http *srv, void (*idle)(void *), void *arg)
 {
 	if (srv->listener != NULL) {
+		gw_conns_set_listener(srv->conns, NULL);
 		evhttp_del_accept_socket(srv->http, srv->listener);
 		srv->listener = NULL;
 	}
@@ -951,6 +1013,7 @@ gw_http_free(gw_http *srv)
 	if (srv == NULL) {
 		return;
 	}
+	gw_conns_free(srv->conns);
 	evhttp_free(srv->http);
 	free(srv);
 }

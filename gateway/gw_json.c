@@ -240,15 +240,21 @@ static const struct problem {
     {400, "bad-request", "Bad Request"},
     {404, "not-found", "Not Found"},
     {405, "method-not-allowed", "Method Not Allowed"},
+    {408, "request-timeout", "Request Timeout"},
     {409, "conflict", "Conflict"},
     {412, "precondition-failed", "Precondition Failed"},
     {413, "payload-too-large", "Payload Too Large"},
+    {414, "uri-too-long", "URI Too Long"},
     {415, "unsupported-media-type", "Unsupported Media Type"},
+    {417, "expectation-failed", "Expectation Failed"},
     {422, "unprocessable", "Unprocessable Content"},
+    {431, "header-fields-too-large", "Request Header Fields Too Large"},
     {500, "internal", "Internal Server Error"},
+    {501, "not-implemented", "Not Implemented"},
     {502, "bad-gateway", "Bad Gateway"},
     {503, "unavailable", "Service Unavailable"},
     {504, "gateway-timeout", "Gateway Timeout"},
+    {505, "http-version-not-supported", "HTTP Version Not Supported"},
 };
 
 /* Returns the row for status; an unlisted status gets the row of 500 or

@@ -36,6 +36,12 @@ static long long   cfg_batch_inflight;
 static long long   cfg_batch_max;
 static long long   cfg_resolve_interval_s;
 static const char *cfg_dns_servers;
+static long long   cfg_max_uri;
+static long long   cfg_max_header;
+static long long   cfg_header_timeout_ms;
+static long long   cfg_body_timeout_ms;
+static long long   cfg_idle_timeout_s;
+static long long   cfg_max_conns;
 
 static const cm_cfg_opt options[] = {
     {"GATEWAY_LISTEN", CM_CFG_STRING, "0.0.0.0:8080", 0, 0, &cfg_listen,
@@ -66,6 +72,28 @@ static const cm_cfg_opt options[] = {
         "event loop threads; 0 means one per CPU"},
     {"GATEWAY_MAX_BODY_BYTES", CM_CFG_INT, "1048576", 0, 1073741824,
         &cfg_max_body, "largest request body accepted (bytes)"},
+    {"GATEWAY_MAX_URI_BYTES", CM_CFG_INT, "2048", 64, 65536, &cfg_max_uri,
+        "longest request-target (path and query) accepted; longer gets "
+        "414"},
+    {"GATEWAY_MAX_HEADER_BYTES", CM_CFG_INT, "8192", 512, 1048576,
+        &cfg_max_header,
+        "largest header section (all header lines) accepted; larger gets "
+        "431"},
+    {"GATEWAY_HEADER_TIMEOUT_MS", CM_CFG_INT, "10000", 100, 600000,
+        &cfg_header_timeout_ms,
+        "a request's head must be complete this long after its first byte "
+        "(else 408): cuts slow-loris clients"},
+    {"GATEWAY_BODY_TIMEOUT_MS", CM_CFG_INT, "30000", 100, 3600000,
+        &cfg_body_timeout_ms,
+        "a request's body must be complete this long after its head (else "
+        "408, or the connection is closed)"},
+    {"GATEWAY_IDLE_TIMEOUT_S", CM_CFG_INT, "60", 1, 3600, &cfg_idle_timeout_s,
+        "seconds a connection may stay silent (keep-alive idle, or a "
+        "stalled request) before it is closed"},
+    {"GATEWAY_MAX_CONNECTIONS", CM_CFG_INT, "10000", 1, 10000000,
+        &cfg_max_conns,
+        "client connections open at once per process (split evenly over "
+        "the loops); at the cap a loop stops accepting until one closes"},
     {"LOG_LEVEL", CM_CFG_LEVEL, "info", 0, 0, &cfg_log_level,
         "debug, info, warn or error"},
     {"GATEWAY_ADMIN_LISTEN", CM_CFG_STRING, "0.0.0.0:9090", 0, 0,
@@ -88,8 +116,10 @@ static const cm_cfg_opt options[] = {
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 
-/* GATEWAY_MAX_INFLIGHT shared over the loops, rounded up. */
+/* GATEWAY_MAX_INFLIGHT and GATEWAY_MAX_CONNECTIONS shared over the
+ * loops, rounded up. */
 static int loop_max_inflight;
+static int loop_max_conns;
 
 static const char summary[] =
     "HTTP/1.1 JSON front door of the product catalog; forwards requests "
@@ -159,9 +189,10 @@ drain(evutil_socket_t fd, short what, void *arg)
 static int
 worker_init(worker *w, int idx, const char *host, int *port)
 {
-	char        err[256];
-	int         fd, bound, rv;
-	gw_rpc_opts ro;
+	char          err[256];
+	int           fd, bound, rv;
+	gw_rpc_opts   ro;
+	gw_conns_opts co;
 
 	w->idx = idx;
 	if ((rv = cm_net_listen(host, *port, GW_LISTEN_BACKLOG, &fd, &bound,
@@ -201,6 +232,19 @@ worker_init(worker *w, int idx, const char *host, int *port)
 		return rv;
 	}
 	gw_http_set_max_inflight(w->http, loop_max_inflight);
+	gw_conns_opts_init(&co);
+	co.lim.max_uri = (size_t) cfg_max_uri;
+	co.lim.max_header = (size_t) cfg_max_header;
+	co.lim.max_body = (uint64_t) cfg_max_body;
+	co.header_timeout_ms = (int) cfg_header_timeout_ms;
+	co.body_timeout_ms = (int) cfg_body_timeout_ms;
+	co.max_conns = loop_max_conns;
+	if ((rv = gw_http_guard(w->http, &co, (int) cfg_idle_timeout_s)) !=
+	    CM_OK) {
+		fprintf(stderr, "gateway: cannot guard HTTP connections: %s\n",
+		    cm_strerror(rv));
+		return rv;
+	}
 	return CM_OK;
 }
 
@@ -359,6 +403,7 @@ main(int argc, char **argv)
 	nthreads = cfg_threads > 0 ? (int) cfg_threads : cm_ncpu();
 	loop_max_inflight =
 	    (int) ((cfg_max_inflight + nthreads - 1) / nthreads);
+	loop_max_conns = (int) ((cfg_max_conns + nthreads - 1) / nthreads);
 
 	/* Every metric family is registered before a thread records: one
 	 * shard per loop (cm_metrics_thread_set(i + 1) in worker_main). */

@@ -30,11 +30,15 @@ static const char *const route_values[] = {
 static const char *const method_values[] = {
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other", NULL};
 static const char *const code_values[] = {"200", "201", "204", "304", "400",
-    "404", "405", "409", "412", "413", "415", "422", "500", "502", "503",
-    "504", "other", NULL};
+    "404", "405", "408", "409", "412", "413", "414", "415", "417", "422",
+    "431", "500", "501", "502", "503", "504", "505", "other", NULL};
 static const char *const cache_values[] = {
     "hit", "miss", "bypass", "stale", NULL};
 static const char *const reason_values[] = {"overload", "draining", NULL};
+/* gw_guard_err_reason() values */
+static const char *const guard_values[] = {"uri_too_long", "headers_too_large",
+    "body_too_large", "bad_request", "bad_framing", "method", "version",
+    "expectation", "header_timeout", "body_timeout", "other", NULL};
 static const char *const version_values[] = {CM_VERSION, NULL};
 static const char *const revision_values[] = {CM_GIT_REV, NULL};
 
@@ -46,6 +50,7 @@ static const cm_label request_labels[] = {
 };
 static const cm_label cache_label = {"result", cache_values};
 static const cm_label reason_label = {"reason", reason_values};
+static const cm_label guard_label = {"reason", guard_values};
 static const cm_label build_labels[] = {
     {"version", version_values},
     {"revision", revision_values},
@@ -56,6 +61,8 @@ static cm_metric *duration;
 static cm_metric *in_flight;
 static cm_metric *cache_results;
 static cm_metric *rejected;
+static cm_metric *http_rejected;
+static cm_metric *connections;
 static cm_metric *build_info;
 static double     start_time_s;
 
@@ -130,12 +137,23 @@ gw_metrics_init(void)
 	    "Requests refused with 503 before any work: over "
 	    "GATEWAY_MAX_INFLIGHT, or after the listeners closed for a drain.",
 	    &reason_label, 1);
+	http_rejected =
+	    cm_metric_new(CM_METRIC_COUNTER, "gateway_http_rejected_total",
+	        "Requests the connection guard refused before evhttp parsed "
+	        "them (size limits, strict framing, timeouts), by reason.",
+	        &guard_label, 1);
+	connections =
+	    cm_metric_new(CM_METRIC_GAUGE, "gateway_http_connections",
+	        "Client connections open (capped by GATEWAY_MAX_CONNECTIONS).",
+	        NULL, 0);
 	build_info = cm_metric_new(CM_METRIC_GAUGE, "gateway_build_info",
 	    "Always 1; the labels give the gateway's version and git "
 	    "revision.",
 	    build_labels, 2);
 	if (requests == NULL || duration == NULL || in_flight == NULL ||
-	    cache_results == NULL || rejected == NULL || build_info == NULL) {
+	    cache_results == NULL || rejected == NULL ||
+	    http_rejected == NULL || connections == NULL ||
+	    build_info == NULL) {
 		return CM_ENOMEM;
 	}
 	cm_metric_inc(build_info, 0);
@@ -228,6 +246,25 @@ void
 gw_metrics_rejected(gw_reject why)
 {
 	cm_metric_inc(rejected, why == GW_REJECT_DRAINING ? 1 : 0);
+}
+
+void
+gw_metrics_http_rejected(const char *reason)
+{
+	if (http_rejected == NULL) {
+		return; /* not registered (unit tests of other parts) */
+	}
+	cm_metric_inc(
+	    http_rejected, (size_t) cm_label_index(&guard_label, reason));
+}
+
+void
+gw_metrics_connections(int delta)
+{
+	if (connections == NULL) {
+		return;
+	}
+	cm_metric_add(connections, 0, delta);
 }
 
 int64_t
