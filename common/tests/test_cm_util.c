@@ -38,6 +38,38 @@ test_util_parse_id_rejects_junk(void **state)
 	}
 }
 
+/* The gateway parses path ids with it: every way an id can be smuggled
+ * past a naive strtoll() must be refused, and only len bytes are read. */
+static void
+test_util_parse_id_strict_edges(void **state)
+{
+	int64_t           v = 0;
+	static const char nul[] = "12\0"
+	                          "3";
+	(void) state;
+	/* sign, whitespace, leading junk and trailing junk */
+	assert_int_equal(cm_parse_id("\t1", 2, &v), CM_EINVAL);
+	assert_int_equal(cm_parse_id("1\n", 2, &v), CM_EINVAL);
+	assert_int_equal(cm_parse_id("1%00", 4, &v), CM_EINVAL);
+	assert_int_equal(cm_parse_id(nul, sizeof(nul) - 1, &v), CM_EINVAL);
+	assert_int_equal(cm_parse_id("00", 2, &v), CM_EINVAL);
+	assert_int_equal(cm_parse_id("1e3", 3, &v), CM_EINVAL);
+	/* overflow: one past INT64_MAX, 19 nines, 20 digits */
+	assert_int_equal(parse("9223372036854775808", &v), CM_EINVAL);
+	assert_int_equal(parse("9999999999999999999", &v), CM_EINVAL);
+	assert_int_equal(parse("10000000000000000000", &v), CM_EINVAL);
+	assert_int_equal(parse("18446744073709551617", &v), CM_EINVAL);
+	/* a refused parse leaves *out alone */
+	v = 42;
+	assert_int_equal(parse("-0", &v), CM_EINVAL);
+	assert_int_equal(v, 42);
+	/* only s[0..len) is read: "12" out of "123" */
+	assert_int_equal(cm_parse_id("123", 2, &v), CM_OK);
+	assert_int_equal(v, 12);
+	assert_int_equal(parse("9223372036854775806", &v), CM_OK);
+	assert_true(v == INT64_MAX - 1);
+}
+
 static void
 test_util_reqid_new_is_sane_and_unique(void **state)
 {
@@ -83,6 +115,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_util_parse_id_accepts_positive),
 	    cmocka_unit_test(test_util_parse_id_rejects_junk),
+	    cmocka_unit_test(test_util_parse_id_strict_edges),
 	    cmocka_unit_test(test_util_reqid_new_is_sane_and_unique),
 	    cmocka_unit_test(test_util_reqid_ok_rejects_injection),
 	    cmocka_unit_test(test_util_fmt_rfc3339_utc),
