@@ -1,0 +1,1 @@
+FUZZ_http_guard_SRC := gateway/gw_guard.c
