@@ -96,6 +96,8 @@ struct gw_conn {
 	struct evbuffer    *hold; /* head of the request being received */
 	struct evbuffer    *data; /* chunk data of a chunked request */
 	int64_t             deadline_us; /* 0: none */
+	int64_t             timer_at;    /* deadline the timer is set for */
+	int                 timer_on;    /* the timer is pending */
 	int                 header_timeout_ms;
 	int                 body_timeout_ms;
 	int                 chunked; /* the held request is chunked */
@@ -201,31 +203,55 @@ conn_free(void *arg)
 	free(c);
 }
 
+static void conn_timeout(evutil_socket_t fd, short what, void *arg);
+
+/* Makes the timer match deadline_us. Called once per filter call rather
+ * than per request, so that a request that arrives whole in one read
+ * costs a clock read and no timer. The check on arriving bytes works
+ * even when no timer can be made. */
+static void
+sync_timer(gw_conn *c)
+{
+	struct timeval tv;
+	int64_t        left;
+
+	if (c->deadline_us == 0) {
+		if (c->timer_on) {
+			evtimer_del(c->timer);
+			c->timer_on = 0;
+		}
+		return;
+	}
+	if (c->timer_on && c->timer_at == c->deadline_us) {
+		return;
+	}
+	if (c->timer == NULL && c->owner != NULL) {
+		c->timer = evtimer_new(c->owner->base, conn_timeout, c);
+	}
+	if (c->timer == NULL) {
+		return;
+	}
+	left = c->deadline_us - cm_mono_us();
+	left = left < 1000 ? 1000 : left;
+	tv.tv_sec = (time_t) (left / 1000000);
+	tv.tv_usec = (suseconds_t) (left % 1000000);
+	evtimer_add(c->timer, &tv);
+	c->timer_on = 1;
+	c->timer_at = c->deadline_us;
+}
+
+/* Starts a deadline ms from now (0: none); sync_timer() sets the timer. */
+static void
+set_deadline(gw_conn *c, int ms)
+{
+	c->deadline_us = ms > 0 ? cm_mono_us() + (int64_t) ms * 1000 : 0;
+}
+
 static void
 disarm(gw_conn *c)
 {
 	c->deadline_us = 0;
-	if (c->timer != NULL) {
-		evtimer_del(c->timer);
-	}
-}
-
-static void conn_timeout(evutil_socket_t fd, short what, void *arg);
-
-/* Starts a deadline ms from now. The check on arriving bytes works even
- * when the timer cannot be made. */
-static void
-arm(gw_conn *c, int ms)
-{
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
-	c->deadline_us = cm_mono_us() + (int64_t) ms * 1000;
-	if (c->timer == NULL && c->owner != NULL) {
-		c->timer = evtimer_new(c->owner->base, conn_timeout, c);
-	}
-	if (c->timer != NULL) {
-		evtimer_add(c->timer, &tv);
-	}
+	sync_timer(c);
 }
 
 /* Refuses the request being received: drops what is held and what the
@@ -294,6 +320,7 @@ conn_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void) fd;
 	(void) what;
+	c->timer_on = 0;
 	if (c->dead || c->owner == NULL || c->deadline_us == 0) {
 		return;
 	}
@@ -304,9 +331,7 @@ conn_timeout(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if ((left = c->deadline_us - cm_mono_us()) > 0) {
-		struct timeval tv = {
-		    (time_t) (left / 1000000), (suseconds_t) (left % 1000000)};
-		evtimer_add(c->timer, &tv);
+		sync_timer(c);
 		return;
 	}
 	if (expire(c, NULL, bufferevent_get_input(c->bev)) &&
@@ -352,20 +377,24 @@ conn_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 		evbuffer_drain(src, evbuffer_get_length(src));
 		return BEV_NEED_MORE;
 	}
-	if (c->deadline_us != 0 && cm_mono_us() >= c->deadline_us) {
-		return expire(c, src, dst) ? BEV_OK : BEV_NEED_MORE;
-	}
 	while (evbuffer_get_length(src) > 0) {
 		struct evbuffer_iovec v;
 		gw_guard_run          run;
+
+		/* bytes of a head or body that arrive after its deadline:
+		 * a trickle that keeps the idle timeout quiet ends here */
+		if (c->deadline_us != 0 && cm_mono_us() >= c->deadline_us) {
+			return expire(c, src, dst) || produced ? BEV_OK
+			                                       : BEV_NEED_MORE;
+		}
 
 		if (evbuffer_peek(src, -1, NULL, &v, 1) < 1) {
 			break;
 		}
 		gw_guard_scan_step(
 		    &c->scan, (const uint8_t *) v.iov_base, v.iov_len, &run);
-		if ((run.events & GW_GUARD_EV_START) && c->owner != NULL) {
-			arm(c, c->header_timeout_ms);
+		if (run.events & GW_GUARD_EV_START) {
+			set_deadline(c, c->header_timeout_ms);
 		}
 		switch (run.kind) {
 		case GW_GUARD_HEAD:
@@ -390,20 +419,18 @@ conn_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 				evbuffer_add_buffer(dst, c->hold);
 				produced = 1;
 			}
-			if (c->scan.in_body) {
-				arm(c, c->body_timeout_ms);
-			} else {
-				disarm(c);
-			}
+			set_deadline(
+			    c, c->scan.in_body ? c->body_timeout_ms : 0);
 		}
 		if (run.events & GW_GUARD_EV_MSG_END) {
 			if (c->chunked) {
 				emit_chunked(c, dst);
 				produced = 1;
 			}
-			disarm(c);
+			c->deadline_us = 0;
 		}
 	}
+	sync_timer(c);
 	return produced ? BEV_OK : BEV_NEED_MORE;
 }
 
