@@ -345,6 +345,34 @@ conn_timeout(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* A chunked request with Expect: 100-continue: evhttp would send the 100
+ * once it sees the head, but it sees a chunked request's head only with
+ * the whole body, so a client that waits for the 100 (curl does, for a
+ * second) would stall. Sends it from here, but only while evhttp owes no
+ * reply and has nothing queued (its read side is waiting for a request
+ * line, the output is empty), so that it cannot land inside or before
+ * another response. */
+static void
+send_continue(gw_conn *c, struct evbuffer *dst)
+{
+	static const char   cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	bufferevent_data_cb rcb = NULL;
+	evutil_socket_t     fd = bufferevent_getfd(c->bev);
+	ssize_t             n;
+
+	bufferevent_getcb(c->bev, &rcb, NULL, NULL, NULL);
+	if (rcb == NULL || !(bufferevent_get_enabled(c->bev) & EV_READ) ||
+	    evbuffer_get_length(dst) > 0 ||
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 ||
+	    fd < 0) {
+		return; /* the client's expect timeout will do */
+	}
+	n = send(fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n > 0 && (size_t) n < sizeof(cont) - 1) {
+		shutdown(fd, SHUT_RDWR); /* half an interim response */
+	}
+}
+
 /* Hands a complete chunked request to evhttp as one chunk. */
 static void
 emit_chunked(gw_conn *c, struct evbuffer *dst)
@@ -418,6 +446,10 @@ conn_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
 			if (!c->chunked) {
 				evbuffer_add_buffer(dst, c->hold);
 				produced = 1;
+			} else if (c->scan.expect_continue &&
+			    evbuffer_get_length(src) == 0) {
+				/* the client waits before the body */
+				send_continue(c, dst);
 			}
 			set_deadline(
 			    c, c->scan.in_body ? c->body_timeout_ms : 0);

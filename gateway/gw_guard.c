@@ -65,6 +65,7 @@ enum { F_OTHER, F_CL, F_TE, F_EXPECT, F_HOST };
 #define SEEN_TE         2u
 #define SEEN_TE_BAD     4u
 #define SEEN_EXPECT_BAD 8u
+#define SEEN_EXPECT_OK  16u
 
 /* Value parsing states (vstate). */
 enum { V_MAIN, V_TRAIL_WS, V_BAD };
@@ -343,6 +344,8 @@ field_end(gw_guard_scan *s)
 		if (s->vstate == V_BAD ||
 		    s->vmatch != strlen("100-continue")) {
 			s->fields |= SEEN_EXPECT_BAD;
+		} else {
+			s->fields |= SEEN_EXPECT_OK;
 		}
 		break;
 	case F_HOST:
@@ -387,6 +390,7 @@ head_end(gw_guard_scan *s)
 	if (s->clen > s->lim.max_body) {
 		return fail(s, GW_GUARD_BODY_TOO_LARGE);
 	}
+	s->expect_continue = !s->http10 && (s->fields & SEEN_EXPECT_OK);
 	if (s->fields & SEEN_TE) {
 		s->chunked = 1;
 		s->in_body = 1;

@@ -102,9 +102,10 @@ typedef struct gw_guard_scan {
 	int             field;  /* which field the current line is */
 	int             vstate; /* value parsing of that field */
 	size_t          vmatch;
-	uint64_t        num;      /* the number being parsed */
-	uint64_t        clen;     /* Content-Length */
-	int             chunked;  /* Transfer-Encoding: chunked */
+	uint64_t        num;             /* the number being parsed */
+	uint64_t        clen;            /* Content-Length */
+	int             chunked;         /* Transfer-Encoding: chunked */
+	int             expect_continue; /* HTTP/1.1 Expect: 100-continue */
 	uint64_t        remain;   /* body or chunk bytes still to come */
 	uint64_t        body;     /* chunk data so far */
 	int             ndigits;  /* digits of the number being parsed */

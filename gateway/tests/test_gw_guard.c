@@ -582,6 +582,30 @@ test_guard_error_is_sticky(void **state)
 }
 
 static void
+test_guard_expect_continue_flag(void **state)
+{
+	gw_guard_scan     s;
+	gw_guard_run      run;
+	static const char h11[] = "POST / HTTP/1.1\r\nHost: x\r\n"
+	                          "Expect: 100-continue\r\n"
+	                          "Transfer-Encoding: chunked\r\n\r\n";
+	static const char h10[] = "POST / HTTP/1.0\r\n"
+	                          "Expect: 100-continue\r\n"
+	                          "Content-Length: 1\r\n\r\n";
+
+	(void) state;
+	gw_guard_scan_init(&s, &lim);
+	gw_guard_scan_step(&s, (const uint8_t *) h11, strlen(h11), &run);
+	assert_true(run.events & GW_GUARD_EV_HEAD_END);
+	assert_true(s.chunked);
+	assert_true(s.expect_continue);
+	gw_guard_scan_init(&s, &lim);
+	gw_guard_scan_step(&s, (const uint8_t *) h10, strlen(h10), &run);
+	assert_true(run.events & GW_GUARD_EV_HEAD_END);
+	assert_false(s.expect_continue);
+}
+
+static void
 test_guard_in_head_follows_requests(void **state)
 {
 	gw_guard_scan     s;
@@ -668,6 +692,7 @@ main(void)
 	    cmocka_unit_test(test_guard_bad_chunks),
 	    cmocka_unit_test(test_guard_expect),
 	    cmocka_unit_test(test_guard_error_is_sticky),
+	    cmocka_unit_test(test_guard_expect_continue_flag),
 	    cmocka_unit_test(test_guard_in_head_follows_requests),
 	    cmocka_unit_test(test_guard_err_tables),
 	};

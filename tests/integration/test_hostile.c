@@ -112,6 +112,32 @@ raw_on(int fd, const char *req, size_t len, int timeout_ms, raw_resp *r)
 	r->data[r->len] = '\0';
 }
 
+/* Reads from fd until r holds marker, the server closes or timeout_ms
+ * pass; r is not cleared first. */
+static void
+read_until(int fd, const char *marker, int timeout_ms, raw_resp *r)
+{
+	int64_t end = it_now_ms() + timeout_ms;
+
+	while (strstr(r->data, marker) == NULL && it_now_ms() < end &&
+	    r->len < sizeof(r->data) - 1) {
+		struct pollfd p = {fd, POLLIN, 0};
+		ssize_t       n;
+
+		if (poll(&p, 1, (int) (end - it_now_ms())) <= 0) {
+			continue;
+		}
+		n = recv(
+		    fd, r->data + r->len, sizeof(r->data) - 1 - r->len, 0);
+		if (n <= 0) {
+			r->closed = 1;
+			break;
+		}
+		r->len += (size_t) n;
+		r->data[r->len] = '\0';
+	}
+}
+
 /* One request of raw bytes on a new connection. */
 static void
 raw(const char *req, size_t len, raw_resp *r)
@@ -359,6 +385,52 @@ test_hostile_huge_content_length(void **state)
 	        "Content-Length: 1048577\r\n\r\n",
 	    413, "payload-too-large");
 	(void) state;
+}
+
+/* A chunked request held whole by the guard still gets its 100 Continue
+ * before the client sends the body. */
+static void
+test_hostile_chunked_expect_continue(void **state)
+{
+	static const char head[] = "POST /products HTTP/1.1\r\n" HOST
+	                           "Content-Type: application/json\r\n"
+	                           "Expect: 100-continue\r\n"
+	                           "Transfer-Encoding: chunked\r\n"
+	                           "Connection: close\r\n\r\n";
+	static const char body[] = "2\r\n{}\r\n0\r\n\r\n";
+	int               fd = it_http_connect(gw, 2000);
+	raw_resp         *r = malloc(sizeof(*r));
+	it_http_resp      h;
+	char             *final;
+
+	(void) state;
+	assert_true(fd >= 0);
+	assert_non_null(r);
+	memset(r, 0, sizeof(*r));
+	assert_int_equal(send(fd, head, sizeof(head) - 1, MSG_NOSIGNAL),
+	    (ssize_t) sizeof(head) - 1);
+	read_until(fd, "\r\n\r\n", WAIT_MS, r);
+	if (strncmp(r->data, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0) {
+		fail_msg("no 100 Continue before the body: %.100s", r->data);
+	}
+	raw_on(fd, body, sizeof(body) - 1, WAIT_MS, r);
+	close(fd);
+	/* an empty object breaks the rules: 422, and nothing is written
+	 * (401 when writes need a key: this raw request sends none) */
+	final = strstr(r->data, "HTTP/1.1 4");
+	if (final == NULL) {
+		fail_msg("no final answer: %.200s", r->data);
+	}
+	memmove(r->data, final, strlen(final) + 1);
+	r->len = strlen(r->data);
+	parse(r, &h);
+	if (h.status != 422 && h.status != 401) {
+		it_print_resp(&h);
+		fail_msg(
+		    "status %d, want 422 (or 401 without a key)", h.status);
+	}
+	it_http_resp_free(&h);
+	free(r);
 }
 
 /* ---- bodies (gw_body validates them) --------------------------------- */
@@ -629,6 +701,7 @@ main(void)
 	    cmocka_unit_test(test_hostile_smuggling),
 	    cmocka_unit_test(test_hostile_bad_chunk_sizes),
 	    cmocka_unit_test(test_hostile_huge_content_length),
+	    cmocka_unit_test(test_hostile_chunked_expect_continue),
 	    cmocka_unit_test(test_hostile_bad_bodies),
 	    cmocka_unit_test(test_hostile_injection_strings),
 	    cmocka_unit_test(test_hostile_crlf_in_request_id),
