@@ -238,6 +238,7 @@ static const struct problem {
 	const char *title;
 } problems[] = {
     {400, "bad-request", "Bad Request"},
+    {401, "unauthorized", "Unauthorized"},
     {404, "not-found", "Not Found"},
     {405, "method-not-allowed", "Method Not Allowed"},
     {409, "conflict", "Conflict"},
@@ -245,6 +246,7 @@ static const struct problem {
     {413, "payload-too-large", "Payload Too Large"},
     {415, "unsupported-media-type", "Unsupported Media Type"},
     {422, "unprocessable", "Unprocessable Content"},
+    {429, "too-many-requests", "Too Many Requests"},
     {500, "internal", "Internal Server Error"},
     {502, "bad-gateway", "Bad Gateway"},
     {503, "unavailable", "Service Unavailable"},
