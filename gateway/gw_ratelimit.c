@@ -255,20 +255,16 @@ gw_cidrs_parse(const char *s, gw_cidrs **out, char *err, size_t errlen)
 	if (c == NULL) {
 		return CM_ENOMEM;
 	}
-	while (s != NULL && *s != '\0') {
-		const char *b = skip_ws(s), *e;
-		size_t      len = strcspn(b, ",");
+	if (s == NULL || *skip_ws(s) == '\0') {
+		*out = c; /* the empty list */
+		return CM_OK;
+	}
+	for (;;) {
+		size_t      len = strcspn(s, ",");
+		const char *b = skip_ws(s), *e = s + len;
 
-		s = b[len] == ',' ? b + len + 1 : b + len;
-		for (e = b + len; e > b && (e[-1] == ' ' || e[-1] == '\t');
-		     e--) { }
-		if (e == b) {
-			if (*s == '\0' && b[len] != ',') {
-				break; /* nothing, or trailing blanks */
-			}
-			snprintf(err, errlen, "an empty entry");
-			gw_cidrs_free(c);
-			return CM_EINVAL;
+		while (e > b && (e[-1] == ' ' || e[-1] == '\t')) {
+			e--;
 		}
 		if (c->n == cap) {
 			size_t ncap = cap == 0 ? 8 : cap * 2;
@@ -280,14 +276,19 @@ gw_cidrs_parse(const char *s, gw_cidrs **out, char *err, size_t errlen)
 			c->v = v;
 			cap = ncap;
 		}
-		if (parse_cidr(b, (size_t) (e - b), &c->v[c->n]) != CM_OK) {
+		if (b >= e ||
+		    parse_cidr(b, (size_t) (e - b), &c->v[c->n]) != CM_OK) {
 			snprintf(err, errlen,
-			    "%.*s is not an address or address/length",
-			    (int) (e - b > 64 ? 64 : e - b), b);
+			    "\"%.*s\" is not an address or address/length",
+			    (int) (e - b > 64 ? 64 : (b < e ? e - b : 0)), b);
 			gw_cidrs_free(c);
 			return CM_EINVAL;
 		}
 		c->n++;
+		if (s[len] == '\0') {
+			break;
+		}
+		s += len + 1;
 	}
 	*out = c;
 	return CM_OK;
