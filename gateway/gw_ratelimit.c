@@ -24,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
+#include <event2/util.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -455,8 +457,13 @@ struct gw_rl {
 	int                inflight;
 	struct event      *retry;
 	struct event      *conn_timer;
-	char               sha[41];
-	char               rate_arg[32], burst_arg[32];
+	/* A host name is resolved with evdns on the loop before each
+	 * connect: hiredis would call getaddrinfo(), which blocks. */
+	struct evdns_base                *dns; /* NULL for an IP address */
+	struct evdns_getaddrinfo_request *dreq;
+	int                               resolving;
+	char                              sha[41];
+	char                              rate_arg[32], burst_arg[32];
 };
 
 /* One check waiting for Redis; freed when hiredis calls back. */
@@ -639,13 +646,11 @@ handshake_cb(redisAsyncContext *ac, void *r, void *priv)
 	}
 }
 
-/* Connects without blocking. hiredis resolves a host name with
- * getaddrinfo() here; GATEWAY_REDIS_URL should therefore name an address,
- * or a name that /etc/hosts or a local resolver answers at once. */
+/* Connects to the IP address addr without blocking. */
 static void
-start_connect(gw_rl *rl)
+connect_addr(gw_rl *rl, const char *addr)
 {
-	redisAsyncContext *ac = redisAsyncConnect(rl->url.host, rl->url.port);
+	redisAsyncContext *ac = redisAsyncConnect(addr, rl->url.port);
 	char               db[16];
 
 	if (ac == NULL || ac->err) {
@@ -685,6 +690,75 @@ start_connect(gw_rl *rl)
 		    ac, handshake_cb, "SELECT", 2, argv, NULL);
 	}
 	add_ms(rl->conn_timer, CONNECT_TIMEOUT_MS);
+}
+
+/* evdns answered (on the loop), or the lookup was cancelled. */
+static void
+dns_cb(int result, struct evutil_addrinfo *res, void *arg)
+{
+	gw_rl                  *rl = arg;
+	struct evutil_addrinfo *pick = NULL;
+	char                    text[INET6_ADDRSTRLEN] = "";
+
+	rl->dreq = NULL;
+	rl->resolving = 0;
+	/* IPv4 first, as hiredis's own getaddrinfo() order would mostly
+	 * give; then IPv6. */
+	for (struct evutil_addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+		if (ai->ai_family == AF_INET ||
+		    (ai->ai_family == AF_INET6 && pick == NULL)) {
+			pick = ai;
+			if (ai->ai_family == AF_INET) {
+				break;
+			}
+		}
+	}
+	if (pick != NULL) {
+		const void *a = pick->ai_family == AF_INET
+		    ? (const void *) &((struct sockaddr_in *) pick->ai_addr)
+		          ->sin_addr
+		    : (const void *) &((struct sockaddr_in6 *) pick->ai_addr)
+		          ->sin6_addr;
+		evutil_inet_ntop(pick->ai_family, a, text, sizeof(text));
+	}
+	if (res != NULL) {
+		evutil_freeaddrinfo(res);
+	}
+	if (result == EVUTIL_EAI_CANCEL || rl->closing) {
+		return;
+	}
+	if (result != 0 || text[0] == '\0') {
+		mark_down(rl,
+		    result != 0 ? evutil_gai_strerror(result)
+		                : "the name has no address");
+		schedule_retry(rl);
+		return;
+	}
+	connect_addr(rl, text);
+}
+
+/* Connects, resolving a host name first without blocking the loop. */
+static void
+start_connect(gw_rl *rl)
+{
+	struct evutil_addrinfo            hints;
+	struct evdns_getaddrinfo_request *req;
+
+	if (rl->dns == NULL) {
+		connect_addr(rl, rl->url.host);
+		return;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	rl->resolving = 1;
+	/* May call dns_cb before it returns (then it returns NULL). */
+	req =
+	    evdns_getaddrinfo(rl->dns, rl->url.host, NULL, &hints, dns_cb, rl);
+	if (rl->resolving) {
+		rl->dreq = req;
+	}
 }
 
 static void
@@ -880,6 +954,16 @@ gw_rl_new(gw_rl **out, struct event_base *base, const gw_rl_opts *o, char *err,
 		gw_rl_free(rl);
 		return CM_ENOMEM;
 	}
+	{
+		uint8_t a[16];
+		if (parse_ip(rl->url.host, strlen(rl->url.host), a) == 0 &&
+		    (rl->dns = evdns_base_new(
+		         base, EVDNS_BASE_INITIALIZE_NAMESERVERS)) == NULL) {
+			snprintf(err, errlen, "cannot start the DNS resolver");
+			gw_rl_free(rl);
+			return CM_EINVAL;
+		}
+	}
 	start_connect(rl);
 	*out = rl;
 	return CM_OK;
@@ -892,6 +976,16 @@ gw_rl_free(gw_rl *rl)
 		return;
 	}
 	rl->closing = 1;
+	if (rl->dreq != NULL) {
+		/* libevent 2.1 delivers the cancellation as a deferred
+		 * callback, which frees the lookup: run the loop once (as
+		 * gw_disc_free() does), or it leaks. */
+		evdns_getaddrinfo_cancel(rl->dreq);
+		event_base_loop(rl->base, EVLOOP_NONBLOCK);
+	}
+	if (rl->dns != NULL) {
+		evdns_base_free(rl->dns, 0);
+	}
 	if (rl->ac != NULL) {
 		/* Every queued command is called back with NULL first, so
 		 * the requests waiting on Redis are decided locally. */

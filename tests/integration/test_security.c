@@ -8,7 +8,8 @@
  * Group "ratelimit": gateways A and B share a private redis-server for
  * their buckets ("5/h burst 5": nothing refills during the test, so the
  * counts are exact) and trust 127.0.0.1 as a proxy, so each test is its
- * own client through X-Forwarded-For. Gateway C trusts no proxy. The
+ * own client through X-Forwarded-For. Gateway C trusts no proxy and
+ * names Redis "localhost" (resolved with evdns, not getaddrinfo). The
  * replicas use the suite's Redis, so stopping the private one touches
  * only the rate limiter.
  */
@@ -302,14 +303,15 @@ static it_proc           rl_redis;
 static int               rl_redis_port;
 static it_proc           gwb, gwc;
 static int               gwb_port, gwc_port;
-static char              rl_url_env[128];
+static char              rl_url_env[128], rl_name_env[128];
 static const char *const rl_env[] = {rl_url_env, admin_env,
     "GATEWAY_RATE_LIMIT=5/h burst 5", "GATEWAY_TRUSTED_PROXIES=127.0.0.1/32",
     "GATEWAY_REDIS_TIMEOUT_MS=2000", NULL};
 static const char *const rl_env_b[] = {rl_url_env,
     "GATEWAY_RATE_LIMIT=5/h burst 5", "GATEWAY_TRUSTED_PROXIES=127.0.0.1/32",
     "GATEWAY_REDIS_TIMEOUT_MS=2000", NULL};
-static const char *const rl_env_c[] = {rl_url_env,
+/* C names Redis by host name: the lookup goes through evdns. */
+static const char *const rl_env_c[] = {rl_name_env,
     "GATEWAY_RATE_LIMIT=5/h burst 5", "GATEWAY_REDIS_TIMEOUT_MS=2000", NULL};
 
 static int
@@ -323,6 +325,8 @@ rl_setup(void **state)
 	}
 	snprintf(rl_url_env, sizeof(rl_url_env),
 	    "GATEWAY_REDIS_URL=redis://127.0.0.1:%d/0", rl_redis_port);
+	snprintf(rl_name_env, sizeof(rl_name_env),
+	    "GATEWAY_REDIS_URL=redis://localhost:%d/0", rl_redis_port);
 	snprintf(admin_env, sizeof(admin_env),
 	    "GATEWAY_ADMIN_LISTEN=127.0.0.1:%d", gw_admin);
 	if (it_stack_start(&stack, 1, it_env("IT_REDIS_URL"), rl_env) != 0) {
