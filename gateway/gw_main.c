@@ -17,6 +17,7 @@
 #include "cm_config.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
+#include "cm_redis_url.h"
 #include "gw.h"
 
 static const char *cfg_listen;
@@ -370,6 +371,25 @@ guard_init(int nloops)
 			return CM_EINVAL;
 		}
 		rate_on = 1;
+	}
+	if (cfg_redis_url[0] != '\0') {
+		cm_redis_url u;
+		if (cm_redis_url_parse(cfg_redis_url, &u) != CM_OK) {
+			fprintf(stderr,
+			    "gateway: GATEWAY_REDIS_URL: want "
+			    "redis://[[user]:password@]host[:port][/db]\n");
+			return CM_EINVAL;
+		}
+		if (rate_on) { /* never the password in a log */
+			CM_INFO("GW-RATELIMIT", NULL,
+			    "%s per client, buckets in redis %s:%d/%d",
+			    cfg_rate_limit, u.host, u.port, u.db);
+		}
+	} else if (rate_on) {
+		CM_WARN("GW-RATELIMIT", NULL,
+		    "%s per client, buckets per loop: GATEWAY_REDIS_URL is "
+		    "not set, so each gateway counts on its own",
+		    cfg_rate_limit);
 	}
 	return CM_OK;
 }
