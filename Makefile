@@ -32,7 +32,8 @@ CFLAGS_BASE += -DCM_VERSION='"$(VERSION)"' -DCM_GIT_REV='"$(GIT_REV)"'
 INCLUDES := -Icommon -I$(BUILD)/gen -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 CFLAGS   += $(CFLAGS_BASE) $(INCLUDES) -MMD -MP
 LDLIBS_COMMON := -lprotobuf-c -pthread
-LDLIBS_GW := -levent -levent_pthreads -ljson-c -lnng $(LDLIBS_COMMON)
+LDLIBS_GW := -levent -levent_pthreads -ljson-c -lnng -lhiredis -lmbedcrypto -lm \
+	$(LDLIBS_COMMON)
 LDLIBS_PS := -levent -levent_pthreads -lhiredis -lpq -lnng $(LDLIBS_COMMON)
 
 PROTOS   := $(wildcard proto/*.proto)
@@ -99,7 +100,7 @@ $(BUILD)/tests/test_ps_%: services/product/tests/test_ps_%.c $(PS_O) $(COMMON_O)
 	$(CC) $(CFLAGS) -Iservices/product $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS_PS)
 $(BUILD)/tests/test_%: tests/integration/test_%.c $(ITEST_LIB) $(wildcard tests/integration/*.h) $(COMMON_O)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/integration $(LDFLAGS) -o $@ $(filter %.c %.o,$^) -lcmocka -ljson-c -lpq -lhiredis $(LDLIBS_COMMON)
+	$(CC) $(CFLAGS) -Itests/integration $(LDFLAGS) -o $@ $(filter %.c %.o,$^) -lcmocka -ljson-c -lpq -lhiredis -lmbedcrypto $(LDLIBS_COMMON)
 
 deps:
 	@bash deploy/install-deps.sh

@@ -341,8 +341,14 @@ for ((i = 0; i < REPLICAS; i++)); do
 	wait_port "${REPLICA_PORTS[$i]}" 15 "${REPLICA_PIDS[$i]}" ||
 		die "replica-$((i + 1)) did not listen in 15 s"
 done
+# Writes need an API key: one for this run, its digest in the keys file;
+# wrk (catalog.lua) and probe_put read it from BENCH_API_KEY.
+BENCH_API_KEY=bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+export BENCH_API_KEY
+printf %s "$BENCH_API_KEY" | sha256sum | cut -d' ' -f1 >"$TMP/api-keys"
 for ((i = 0; i < GATEWAYS; i++)); do
 	GATEWAY_LISTEN=127.0.0.1:$GW_PORT GATEWAY_UPSTREAMS=$upstreams \
+		GATEWAY_API_KEYS_FILE=$TMP/api-keys \
 		setsid "$BIN/gateway" >>"$LOG/gateway-$((i + 1)).log" 2>&1 \
 		</dev/null &
 	GATEWAY_PIDS+=($!)
@@ -452,6 +458,7 @@ probe_put() {
 		die "cannot read product 1"
 	code=$(curl -sS -o "$TMP/put.out" -w '%{http_code}' --max-time 10 \
 		-X PUT -H 'Content-Type: application/json' --data-binary "$body" \
+		-H "Authorization: Bearer $BENCH_API_KEY" \
 		"$GW/products/1") || die "PUT /products/1: curl failed"
 	case "$code" in
 	405)

@@ -9,7 +9,7 @@ set -euo pipefail
 
 PKGS=(build-essential pkg-config libevent-dev libhiredis-dev libpq-dev
 	libjson-c-dev libprotobuf-c-dev protobuf-c-compiler libnng-dev
-	libcmocka-dev redis-server postgresql postgresql-contrib curl
+	libcmocka-dev libmbedtls-dev redis-server postgresql postgresql-contrib curl
 	dnsmasq-base prometheus iproute2)
 if [ "${WITH_CONTAINERS:-0}" = 1 ]; then
 	# podman with runc (this sandbox refuses crun's cgroup mode); netavark,

@@ -10,6 +10,9 @@
 #   admin ports     gateway 127.0.0.1:$GATEWAY_ADMIN_PORT (9090), replica N
 #                   127.0.0.1:$((REPLICA_ADMIN_BASE + N)) (9101..9103)
 #
+# Writes need the development API key in var/api-key (made on the first
+# run; var/api-keys holds its digest for GATEWAY_API_KEYS_FILE).
+#
 # Logs: var/log/{redis,postgres,migrate,replica-N,gateway}.log. The first
 # run creates the database and loads 1000 demo products; later runs keep
 # the data. BUILD (default build) says where bin/ is.
@@ -173,9 +176,21 @@ for p in $REPLICA_PORTS; do
 		die "a product-service did not listen on $p in 15 s (see var/log/replica-*.log)"
 done
 
+# Writes need an API key. The first run makes a development key in
+# var/api-key (only its owner may read it) and its SHA-256 digest in
+# var/api-keys, the gateway's keys file; later runs reuse them.
+if [ ! -s "$VAR/api-key" ]; then
+	(umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' \
+		>"$VAR/api-key") || die "cannot write var/api-key"
+	say "made a development API key in var/api-key"
+fi
+printf %s "$(cat "$VAR/api-key")" | sha256sum | cut -d' ' -f1 \
+	>"$VAR/api-keys" || die "cannot write var/api-keys"
+
 say "starting gateway on 127.0.0.1:$GATEWAY_PORT -> $upstreams"
 GATEWAY_LISTEN=127.0.0.1:$GATEWAY_PORT GATEWAY_UPSTREAMS=$upstreams \
 	GATEWAY_ADMIN_LISTEN=127.0.0.1:$GATEWAY_ADMIN_PORT \
+	GATEWAY_API_KEYS_FILE=$VAR/api-keys \
 	GATEWAY_DRAIN_DELAY_S=0 \
 	setsid "$BIN/gateway" >>"$LOG/gateway.log" 2>&1 </dev/null &
 GATEWAY_PID=$!
@@ -206,7 +221,10 @@ The stack is up. Try:
   curl -i $G/healthz
   curl -i $G/readyz
   curl -i -X POST -H 'Content-Type: application/json' \
+       -H "Authorization: Bearer \$(cat $VAR/api-key)" \
        -d '{"sku":"MY-1","name":"My product","price_cents":1999}' $G/products
+  # writes need the key in var/api-key (made on the first run); without
+  # it they get 401
   curl -s http://127.0.0.1:$GATEWAY_ADMIN_PORT/metrics | head -30
   make top                                   # live rate, errors, p99, hit ratio
 

@@ -492,6 +492,192 @@ void gw_http_free(gw_http *h);
 /* HTTP status for a replica's Status (the table in docs/design.md). */
 int gw_http_status_of(int status);
 
+/* ---- gw_auth.c: API keys (the only file with mbedTLS) ---- */
+
+#define GW_AUTH_DIGEST_LEN 32      /* SHA-256 */
+#define GW_AUTH_KEY_MAX    512     /* bytes of a presented key */
+#define GW_AUTH_KEYS_MAX   100000  /* digests in one keys file */
+#define GW_AUTH_FILE_MAX   8388608 /* bytes of a keys file */
+#define GW_CLIENT_MAX      64      /* client id text, NUL included */
+
+/* An immutable set of SHA-256 digests of valid API keys. */
+typedef struct gw_keyset gw_keyset;
+
+/* Parses a keys file's text[0..len): one lowercase hex SHA-256 digest a
+ * line; blank lines and lines starting with '#' are skipped, spaces and
+ * tabs around a digest (and a CR before the newline) are allowed.
+ * Returns CM_OK and *out (free with gw_keyset_free()), CM_EINVAL with the
+ * first bad line named in err, or CM_ENOMEM. */
+int gw_keyset_parse(
+    const char *text, size_t len, gw_keyset **out, char *err, size_t errlen);
+
+/* gw_keyset_parse() of the file at path (at most GW_AUTH_FILE_MAX bytes).
+ * Returns what it returns, or CM_EINVAL when the file cannot be read. */
+int gw_keyset_load(
+    const char *path, gw_keyset **out, char *err, size_t errlen);
+
+size_t gw_keyset_count(const gw_keyset *ks);
+
+/* Returns 1 when digest is in ks, else 0. Compares digest with every
+ * stored one, each in full, so the time taken does not depend on whether
+ * or where it matches. */
+int gw_keyset_match(
+    const gw_keyset *ks, const uint8_t digest[GW_AUTH_DIGEST_LEN]);
+
+void gw_keyset_free(gw_keyset *ks);
+
+/* SHA-256 of key[0..len) into out. */
+void gw_auth_digest(
+    const char *key, size_t len, uint8_t out[GW_AUTH_DIGEST_LEN]);
+
+/* Reads an Authorization value "Bearer <token>" (scheme in any case, RFC
+ * 6750 token68 syntax). Returns 1 with the token in *key and *len, 0 when
+ * the value is not a Bearer credential, -1 when it is one but malformed
+ * (empty, bad characters, longer than GW_AUTH_KEY_MAX). */
+int gw_auth_bearer(const char *value, const char **key, size_t *len);
+
+typedef enum gw_auth_result {
+	GW_AUTH_ANON = 0, /* no key, and none needed: a public read */
+	GW_AUTH_KEY,      /* a valid key; client holds its id */
+	GW_AUTH_MISSING,  /* a key is needed and none was sent: 401 */
+	GW_AUTH_INVALID,  /* a key was sent that is not valid: 401 */
+} gw_auth_result;
+
+/* The gateway's current key set, shared by every loop and replaced as a
+ * whole on reload (SIGHUP) without a lock on the request path. */
+typedef struct gw_auth gw_auth;
+
+/* Loads path (NULL or "": no keys, so every write is refused) for nslots
+ * reader threads (loops), with reads protected when auth_reads is 1.
+ * Returns CM_OK and *out, CM_EINVAL with the reason in err (an unreadable
+ * or malformed file), or CM_ENOMEM. Free with gw_auth_free(). */
+int gw_auth_new(gw_auth **out, const char *path, int auth_reads, int nslots,
+    char *err, size_t errlen);
+
+/* Reads the keys file again and, when it parses, publishes the new set;
+ * the old one is freed once no loop still reads it. A bad file keeps the
+ * old set. Returns CM_OK, CM_EINVAL (message in err) or CM_ENOMEM. Call
+ * from one thread at a time (the main thread's signal loop). */
+int gw_auth_reload(gw_auth *a, char *err, size_t errlen);
+
+/* Keys in the current set. */
+size_t gw_auth_keys(gw_auth *a);
+
+/* Decides a request on reader slot (0 .. nslots-1, the loop): write is 1
+ * for POST, PUT, PATCH and DELETE, authz the Authorization value (NULL
+ * when absent) and nauthz how many Authorization headers came (more than
+ * one is invalid). A valid key writes its id "k:<16 hex of its digest>"
+ * (never the key) into client. Records gateway_auth_failures_total. */
+gw_auth_result gw_auth_check(gw_auth *a, int slot, int write,
+    const char *authz, int nauthz, char client[GW_CLIENT_MAX]);
+
+/* gw_auth_free(NULL) does nothing. No loop may use a afterwards. */
+void gw_auth_free(gw_auth *a);
+
+/* ---- gw_ratelimit.c: token buckets in Redis, local fallback (the only
+ * file with hiredis) ---- */
+
+/* GATEWAY_RATE_LIMIT, parsed: "<n>/<s|m|h> [burst <b>]". */
+typedef struct gw_rl_limit {
+	double    rate;  /* tokens per second */
+	long long burst; /* bucket size; default n */
+} gw_rl_limit;
+
+/* Parses s ("100/s burst 200", "600/m", "10/h burst 5"). Returns CM_OK or
+ * CM_EINVAL. */
+int gw_rl_parse_limit(const char *s, gw_rl_limit *out);
+
+/* A list of CIDR blocks (GATEWAY_TRUSTED_PROXIES), IPv4 and IPv6. */
+typedef struct gw_cidrs gw_cidrs;
+
+/* Parses a comma-separated list of "addr/len" or single addresses ("" is
+ * the empty list). Returns CM_OK and *out, CM_EINVAL with the bad entry
+ * in err, or CM_ENOMEM. Free with gw_cidrs_free(). */
+int gw_cidrs_parse(const char *s, gw_cidrs **out, char *err, size_t errlen);
+
+/* Returns 1 when the address text ip (IPv4, IPv6, or IPv4-mapped IPv6)
+ * is in one of the blocks, else 0 (also for text that is no address). */
+int  gw_cidrs_match(const gw_cidrs *c, const char *ip);
+void gw_cidrs_free(gw_cidrs *c);
+
+/* Writes the id "a:<address>" of an anonymous client into out: the TCP
+ * peer's address, or, when the peer is in trusted, the rightmost address
+ * of X-Forwarded-For (xff: all its values joined by commas, or NULL) that
+ * is not in trusted (the leftmost when all are). An entry that is no
+ * address ends the walk: the hop to its right is taken. */
+void gw_rl_client_addr(const gw_cidrs *trusted, const char *peer,
+    const char *xff, char *out, size_t outlen);
+
+typedef enum gw_rl_source {
+	GW_RL_REDIS,
+	GW_RL_LOCAL,
+} gw_rl_source;
+
+/* What the limiter decided for one request. */
+typedef struct gw_rl_decision {
+	int          allowed;
+	long long    limit;         /* RateLimit-Limit: the burst */
+	long long    remaining;     /* RateLimit-Remaining */
+	int          retry_after_s; /* Retry-After when !allowed, >= 1 */
+	gw_rl_source source;
+} gw_rl_decision;
+
+/* One local token bucket. */
+typedef struct gw_rl_bucket {
+	double  tokens;
+	int64_t ts_us; /* last update; 0: never used (full) */
+} gw_rl_bucket;
+
+/* Refills b at rate tokens a second up to burst for the time since its
+ * last use (now_us, any monotonic clock), then takes one token when there
+ * is one. Fills *d (source GW_RL_LOCAL, limit burst). */
+void gw_rl_bucket_take(gw_rl_bucket *b, double rate, double burst,
+    int64_t now_us, gw_rl_decision *d);
+
+typedef struct gw_rl gw_rl;
+
+typedef struct gw_rl_opts {
+	gw_rl_limit limit;
+	const char *redis_url;  /* GATEWAY_REDIS_URL; NULL or "": local only */
+	int         timeout_ms; /* GATEWAY_REDIS_TIMEOUT_MS */
+	int         nloops;     /* the local buckets get 1/nloops each */
+	int64_t (*now_us)(void); /* tests; NULL: cm_mono_us */
+} gw_rl_opts;
+
+/* The limiter of one loop: one hiredis async connection on base (none
+ * without a Redis URL; base may then be NULL), and a table of local
+ * buckets for when Redis cannot answer. Returns CM_OK and *out, CM_EINVAL
+ * (bad URL, message in err) or CM_ENOMEM. */
+int gw_rl_new(gw_rl **out, struct event_base *base, const gw_rl_opts *o,
+    char *err, size_t errlen);
+
+/* Runs on the loop thread with the decision for the client of arg. */
+typedef void (*gw_rl_cb)(const gw_rl_decision *d, void *arg);
+
+/* Decides for client (an id from gw_auth_check() or gw_rl_client_addr()).
+ * Returns 0 with *d filled when it decided at once (Redis unavailable,
+ * slow of late, or not configured: the local bucket), or 1 when the Redis
+ * script was sent: cb(d, arg) then runs later on the loop thread, exactly
+ * once, within GATEWAY_REDIS_TIMEOUT_MS (the local bucket decides if
+ * Redis has not answered by then), or from gw_rl_free(). Never blocks. */
+int gw_rl_check(
+    gw_rl *rl, const char *client, gw_rl_cb cb, void *arg, gw_rl_decision *d);
+
+/* Closes the connection; callbacks still due run first (local decisions).
+ * Call on the loop thread or after the loop stopped, before what the
+ * callbacks use is freed. gw_rl_free(NULL) does nothing. */
+void gw_rl_free(gw_rl *rl);
+
+/* ---- gw_http.c: authentication and rate limiting of requests ---- */
+
+/* Makes h check every request but the probes, after routing and before
+ * any other check: the key with auth (reader slot slot) and, when rl is
+ * not NULL, the client's bucket, the client being the key's id or, for
+ * anonymous requests, its address (X-Forwarded-For only from a peer in
+ * trusted, which may be NULL). auth, rl and trusted must outlive h. */
+void gw_http_set_access(
+    gw_http *h, gw_auth *auth, int slot, gw_rl *rl, const gw_cidrs *trusted);
+
 /* ---- gw_metrics.c: Prometheus families (register before threads) ---- */
 
 /* Registers the gateway's families and process gauges. Call once after
@@ -525,6 +711,16 @@ void gw_metrics_http_rejected(const char *reason);
 
 /* Open client connections + delta (gateway_http_connections). */
 void gw_metrics_connections(int delta);
+/* gateway_auth_failures_total{reason}: GW_AUTH_MISSING or _INVALID. */
+void gw_metrics_auth_failure(gw_auth_result why);
+
+/* gateway_auth_reloads_total{result="ok|error"}, and the gateway_auth_keys
+ * gauge set to keys (call both from the main thread only). */
+void gw_metrics_auth_reload(int ok);
+void gw_metrics_auth_keys(size_t keys);
+
+/* gateway_ratelimit_decisions_total{result,source}. */
+void gw_metrics_ratelimit(int allowed, gw_rl_source source);
 
 /* Requests in flight over every loop (a sum of atomics: any thread). */
 int64_t gw_metrics_in_flight(void);

@@ -40,7 +40,11 @@ struct gw_http {
 	int                         max_inflight; /* pending beyond: 503 */
 	int                         draining;
 	void (*idle)(void *);
-	void *idle_arg;
+	void           *idle_arg;
+	gw_auth        *auth; /* NULL: no guard (unit tests) */
+	int             auth_slot;
+	gw_rl          *rl; /* NULL: no rate limit */
+	const gw_cidrs *trusted;
 };
 
 /* One HTTP request from arrival to reply. */
@@ -63,6 +67,7 @@ typedef struct hreq {
 	char                   upstream[LOG_NAME_MAX + 4];
 	cm_trace               trace;
 	char                   traceparent[CM_TRACEPARENT_LEN + 1];
+	char                   client[GW_CLIENT_MAX]; /* rate limit id */
 } hreq;
 
 /* ---- pure helpers ---- */
@@ -234,10 +239,11 @@ finish(hreq *h, int status)
 		    evhttp_request_get_connection(h->req), on_conn_closed,
 		    srv);
 	}
-	/* libevent 2.1 knows no phrase for 422 or 431 ("Client Error") */
+	/* libevent 2.1 knows no phrase for 422, 429 or 431 ("Client Error") */
 	evhttp_send_reply(h->req, status,
-	    status == 422 || status == 431 ? gw_json_problem_title(status)
-	                                   : NULL,
+	    status == 422 || status == 429 || status == 431
+	        ? gw_json_problem_title(status)
+	        : NULL,
 	    NULL);
 	gw_metrics_request_end(
 	    h->route.id, h->method, status, (double) us / 1e6);
@@ -844,13 +850,15 @@ admit(hreq *h)
 	return 0;
 }
 
+static int  authorize(hreq *h);
+static void dispatch(hreq *h);
+
 static void
 on_request(struct evhttp_request *req, void *arg)
 {
 	gw_http    *srv = arg;
 	hreq       *h;
 	const char *rid;
-	gw_buf      b;
 
 	if ((h = calloc(1, sizeof(*h))) == NULL) {
 		evhttp_send_error(req, 500, NULL);
@@ -876,9 +884,20 @@ on_request(struct evhttp_request *req, void *arg)
 	add_header(h, "X-Request-Id", h->reqid);
 	read_trace(h);
 
-	if (guard_reply(h) || route(h) != 0 || admit(h) != 0) {
+	if (guard_reply(h) || route(h) != 0 || admit(h) != 0 ||
+	    authorize(h) != 0) {
 		return;
 	}
+	dispatch(h);
+}
+
+/* Starts the work of a routed, admitted and authorized request. */
+static void
+dispatch(hreq *h)
+{
+	gw_http *srv = h->srv;
+	gw_buf   b;
+
 	switch (h->route.id) {
 	case GW_ROUTE_HEALTHZ:
 		gw_buf_init(&b);
@@ -918,6 +937,133 @@ on_request(struct evhttp_request *req, void *arg)
 		send_problem(h, 500, "unexpected route");
 		break;
 	}
+}
+
+/* ---- authentication and rate limiting ---- */
+
+/* Adds the RateLimit headers; a refused request gets 429 with
+ * Retry-After. Returns 0 when allowed, else -1 after replying. */
+static int
+apply_limit(hreq *h, const gw_rl_decision *d)
+{
+	char v[24];
+
+	snprintf(v, sizeof(v), "%lld", d->limit);
+	add_header(h, "RateLimit-Limit", v);
+	snprintf(v, sizeof(v), "%lld", d->remaining);
+	add_header(h, "RateLimit-Remaining", v);
+	if (d->allowed) {
+		return 0;
+	}
+	snprintf(v, sizeof(v), "%d", d->retry_after_s);
+	add_header(h, "Retry-After", v);
+	send_problem(h, 429, "too many requests: slow down and retry later");
+	return -1;
+}
+
+/* The rate limiter's answer from Redis, on this loop's thread. */
+static void
+on_limit(const gw_rl_decision *d, void *arg)
+{
+	hreq *h = arg;
+
+	if (apply_limit(h, d) == 0) {
+		dispatch(h);
+	}
+}
+
+/* The id of an anonymous client: its address, or X-Forwarded-For's
+ * client when the peer is a trusted proxy (every header, joined). */
+static void
+client_addr(hreq *h)
+{
+	struct evhttp_connection *evcon =
+	    evhttp_request_get_connection(h->req);
+	struct evkeyvalq *in = evhttp_request_get_input_headers(h->req);
+	char             *peer = NULL, *joined = NULL;
+	const char       *xff = NULL;
+	ev_uint16_t       port;
+	size_t            len = 0, n = 0;
+
+	if (evcon != NULL) {
+		evhttp_connection_get_peer(evcon, &peer, &port);
+	}
+	for (struct evkeyval *kv = in->tqh_first; kv != NULL;
+	     kv = kv->next.tqe_next) {
+		if (strcasecmp(kv->key, "X-Forwarded-For") == 0) {
+			xff = kv->value;
+			len += strlen(kv->value) + 1;
+			n++;
+		}
+	}
+	if (n > 1 && (joined = malloc(len)) != NULL) {
+		joined[0] = '\0';
+		for (struct evkeyval *kv = in->tqh_first; kv != NULL;
+		     kv = kv->next.tqe_next) {
+			if (strcasecmp(kv->key, "X-Forwarded-For") == 0) {
+				if (joined[0] != '\0') {
+					strcat(joined, ",");
+				}
+				strcat(joined, kv->value);
+			}
+		}
+		xff = joined;
+	}
+	gw_rl_client_addr(
+	    h->srv->trusted, peer, xff, h->client, sizeof(h->client));
+	free(joined);
+}
+
+/* Checks the API key, then the client's rate limit; the probes pass.
+ * Returns 0 to go on at once, 1 when on_limit() will go on, or -1 after
+ * replying 401 or 429. */
+static int
+authorize(hreq *h)
+{
+	gw_http          *srv = h->srv;
+	struct evkeyvalq *in = evhttp_request_get_input_headers(h->req);
+	const char       *authz = NULL;
+	int               nauthz = 0;
+	unsigned writes = GW_M_POST | GW_M_PUT | GW_M_PATCH | GW_M_DELETE;
+	gw_auth_result ar;
+	gw_rl_decision d;
+
+	if (srv->auth == NULL || h->route.id == GW_ROUTE_HEALTHZ ||
+	    h->route.id == GW_ROUTE_READYZ) {
+		return 0;
+	}
+	for (struct evkeyval *kv = in->tqh_first; kv != NULL;
+	     kv = kv->next.tqe_next) {
+		if (strcasecmp(kv->key, "Authorization") == 0 &&
+		    nauthz++ == 0) {
+			authz = kv->value;
+		}
+	}
+	ar = gw_auth_check(srv->auth, srv->auth_slot,
+	    (h->method & writes) != 0, authz, nauthz, h->client);
+	if (ar == GW_AUTH_MISSING) {
+		add_header(h, "WWW-Authenticate", "Bearer realm=\"catalog\"");
+		send_problem(h, 401,
+		    "this request needs an API key: Authorization: Bearer "
+		    "<key>");
+		return -1;
+	}
+	if (ar == GW_AUTH_INVALID) {
+		add_header(h, "WWW-Authenticate",
+		    "Bearer realm=\"catalog\", error=\"invalid_token\"");
+		send_problem(h, 401, "the API key is not valid");
+		return -1;
+	}
+	if (srv->rl == NULL) {
+		return 0;
+	}
+	if (ar == GW_AUTH_ANON) {
+		client_addr(h);
+	}
+	if (gw_rl_check(srv->rl, h->client, on_limit, h, &d) == 1) {
+		return 1;
+	}
+	return apply_limit(h, &d);
 }
 
 /* ---- lifecycle ---- */
@@ -988,6 +1134,16 @@ void
 gw_http_set_max_inflight(gw_http *srv, int max)
 {
 	srv->max_inflight = max;
+}
+
+void
+gw_http_set_access(
+    gw_http *srv, gw_auth *auth, int slot, gw_rl *rl, const gw_cidrs *trusted)
+{
+	srv->auth = auth;
+	srv->auth_slot = slot;
+	srv->rl = rl;
+	srv->trusted = trusted;
 }
 
 void

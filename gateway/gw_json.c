@@ -238,6 +238,7 @@ static const struct problem {
 	const char *title;
 } problems[] = {
     {400, "bad-request", "Bad Request"},
+    {401, "unauthorized", "Unauthorized"},
     {404, "not-found", "Not Found"},
     {405, "method-not-allowed", "Method Not Allowed"},
     {408, "request-timeout", "Request Timeout"},
@@ -248,6 +249,7 @@ static const struct problem {
     {415, "unsupported-media-type", "Unsupported Media Type"},
     {417, "expectation-failed", "Expectation Failed"},
     {422, "unprocessable", "Unprocessable Content"},
+    {429, "too-many-requests", "Too Many Requests"},
     {431, "header-fields-too-large", "Request Header Fields Too Large"},
     {500, "internal", "Internal Server Error"},
     {501, "not-implemented", "Not Implemented"},

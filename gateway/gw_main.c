@@ -17,6 +17,7 @@
 #include "cm_config.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
+#include "cm_redis_url.h"
 #include "gw.h"
 
 static const char *cfg_listen;
@@ -42,6 +43,12 @@ static long long   cfg_header_timeout_ms;
 static long long   cfg_body_timeout_ms;
 static long long   cfg_idle_timeout_s;
 static long long   cfg_max_conns;
+static const char *cfg_api_keys_file;
+static long long   cfg_auth_reads;
+static const char *cfg_rate_limit;
+static const char *cfg_redis_url;
+static long long   cfg_redis_timeout_ms;
+static const char *cfg_trusted_proxies;
 
 static const cm_cfg_opt options[] = {
     {"GATEWAY_LISTEN", CM_CFG_STRING, "0.0.0.0:8080", 0, 0, &cfg_listen,
@@ -112,6 +119,26 @@ static const cm_cfg_opt options[] = {
         "finish"},
     {"LOG_FORMAT", CM_CFG_STRING, "", 0, 0, &cfg_log_format,
         "json or text; default json when stdout is not a terminal"},
+    {"GATEWAY_API_KEYS_FILE", CM_CFG_STRING, "", 0, 0, &cfg_api_keys_file,
+        "file of SHA-256 digests (lowercase hex, one a line) of the API "
+        "keys that may write; reloaded on SIGHUP; unset: every write gets "
+        "401"},
+    {"GATEWAY_AUTH_READS", CM_CFG_INT, "0", 0, 1, &cfg_auth_reads,
+        "1: reads need an API key too"},
+    {"GATEWAY_RATE_LIMIT", CM_CFG_STRING, "", 0, 0, &cfg_rate_limit,
+        "per-client token bucket, \"<n>/<s|m|h> [burst <b>]\" (e.g. "
+        "\"100/s burst 200\"); unset: no limit"},
+    {"GATEWAY_REDIS_URL", CM_CFG_STRING, "", 0, 0, &cfg_redis_url,
+        "Redis holding the buckets shared by all gateways, "
+        "redis://[[user]:password@]host[:port][/db]; unset: buckets per "
+        "gateway"},
+    {"GATEWAY_REDIS_TIMEOUT_MS", CM_CFG_INT, "50", 1, 10000,
+        &cfg_redis_timeout_ms,
+        "longest a request waits for the rate limit script before the "
+        "local bucket decides (ms)"},
+    {"GATEWAY_TRUSTED_PROXIES", CM_CFG_STRING, "", 0, 0, &cfg_trusted_proxies,
+        "comma-separated CIDR blocks of proxies whose X-Forwarded-For "
+        "names the client; unset: the TCP peer is the client"},
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -120,6 +147,13 @@ static const cm_cfg_opt options[] = {
  * loops, rounded up. */
 static int loop_max_inflight;
 static int loop_max_conns;
+
+/* The API keys (every loop reads them, SIGHUP replaces them), the rate
+ * limit (rate_on 0: none) and the trusted proxies. */
+static gw_auth    *auth;
+static int         rate_on;
+static gw_rl_limit rate_limit;
+static gw_cidrs   *trusted;
 
 static const char summary[] =
     "HTTP/1.1 JSON front door of the product catalog; forwards requests "
@@ -132,6 +166,7 @@ typedef struct worker {
 	struct event_base *base;
 	gw_rpc            *rpc;
 	gw_http           *http;
+	gw_rl             *rl;
 	pthread_t          tid;
 	int                running;
 } worker;
@@ -159,6 +194,7 @@ static void
 worker_fini(worker *w)
 {
 	gw_rpc_shutdown(w->rpc);
+	gw_rl_free(w->rl); /* requests waiting on Redis are answered */
 	gw_http_free(w->http);
 	gw_rpc_free(w->rpc);
 	if (w->base != NULL) {
@@ -187,7 +223,7 @@ drain(evutil_socket_t fd, short what, void *arg)
 }
 
 static int
-worker_init(worker *w, int idx, const char *host, int *port)
+worker_init(worker *w, int idx, int nloops, const char *host, int *port)
 {
 	char          err[256];
 	int           fd, bound, rv;
@@ -245,6 +281,20 @@ worker_init(worker *w, int idx, const char *host, int *port)
 		    cm_strerror(rv));
 		return rv;
 	}
+	if (rate_on) {
+		gw_rl_opts lo = {0};
+		lo.limit = rate_limit;
+		lo.redis_url = cfg_redis_url;
+		lo.timeout_ms = (int) cfg_redis_timeout_ms;
+		lo.nloops = nloops;
+		if ((rv = gw_rl_new(&w->rl, w->base, &lo, err, sizeof(err))) !=
+		    CM_OK) {
+			fprintf(stderr, "gateway: GATEWAY_REDIS_URL: %s\n",
+			    rv == CM_EINVAL ? err : cm_strerror(rv));
+			return rv;
+		}
+	}
+	gw_http_set_access(w->http, auth, idx, w->rl, trusted);
 	return CM_OK;
 }
 
@@ -295,6 +345,99 @@ out:
 	return rv;
 }
 
+/* SIGHUP: reads GATEWAY_API_KEYS_FILE again. A file that does not load
+ * leaves the keys as they were. */
+static void
+reload_keys(void)
+{
+	char err[256];
+	int  rv;
+
+	if (cfg_api_keys_file[0] == '\0') {
+		CM_WARN("GW-AUTH-RELOAD", NULL,
+		    "SIGHUP: GATEWAY_API_KEYS_FILE is not set; no keys to "
+		    "load");
+		return;
+	}
+	if ((rv = gw_auth_reload(auth, err, sizeof(err))) != CM_OK) {
+		gw_metrics_auth_reload(0);
+		CM_ERROR("GW-AUTH-RELOAD-FAIL", NULL,
+		    "SIGHUP: %s; keeping the %zu key(s) loaded before",
+		    rv == CM_EINVAL ? err : cm_strerror(rv),
+		    gw_auth_keys(auth));
+		return;
+	}
+	gw_metrics_auth_reload(1);
+	gw_metrics_auth_keys(gw_auth_keys(auth));
+	CM_INFO("GW-AUTH-RELOAD", NULL, "SIGHUP: %zu API key(s) from %s",
+	    gw_auth_keys(auth), cfg_api_keys_file);
+}
+
+/* Loads the keys and parses the rate limit settings. Returns CM_OK, or an
+ * error after printing why. */
+static int
+guard_init(int nloops)
+{
+	char err[256];
+	int  rv;
+
+	if ((rv = gw_auth_new(&auth, cfg_api_keys_file, (int) cfg_auth_reads,
+	         nloops, err, sizeof(err))) != CM_OK) {
+		fprintf(stderr, "gateway: GATEWAY_API_KEYS_FILE=%s: %s\n",
+		    cfg_api_keys_file,
+		    rv == CM_EINVAL ? err : cm_strerror(rv));
+		return rv;
+	}
+	gw_metrics_auth_keys(gw_auth_keys(auth));
+	if (cfg_api_keys_file[0] == '\0') {
+		CM_WARN("GW-AUTH-NOKEYS", NULL,
+		    "GATEWAY_API_KEYS_FILE is not set: every write is "
+		    "answered 401");
+	} else {
+		CM_INFO("GW-AUTH-KEYS", NULL, "%zu API key(s) from %s%s",
+		    gw_auth_keys(auth), cfg_api_keys_file,
+		    cfg_auth_reads ? "; reads need a key too" : "");
+	}
+	if ((rv = gw_cidrs_parse(
+	         cfg_trusted_proxies, &trusted, err, sizeof(err))) != CM_OK) {
+		fprintf(stderr, "gateway: GATEWAY_TRUSTED_PROXIES=%s: %s\n",
+		    cfg_trusted_proxies,
+		    rv == CM_EINVAL ? err : cm_strerror(rv));
+		return rv;
+	}
+	if (cfg_rate_limit[0] != '\0') {
+		if (gw_rl_parse_limit(cfg_rate_limit, &rate_limit) != CM_OK) {
+			fprintf(stderr,
+			    "gateway: GATEWAY_RATE_LIMIT=%s: want "
+			    "\"<n>/<s|m|h> [burst <b>]\", e.g. \"100/s burst "
+			    "200\"\n",
+			    cfg_rate_limit);
+			return CM_EINVAL;
+		}
+		rate_on = 1;
+	}
+	if (cfg_redis_url[0] != '\0') {
+		cm_redis_url u;
+		if (cm_redis_url_parse(cfg_redis_url, &u) != CM_OK) {
+			fprintf(stderr,
+			    "gateway: GATEWAY_REDIS_URL: want "
+			    "redis://[[user]:password@]host[:port][/db]\n");
+			return CM_EINVAL;
+		}
+		if (rate_on) { /* never the password in a log */
+			CM_INFO("GW-RATELIMIT", NULL,
+			    "%s per client, buckets in redis %s:%d/%d",
+			    cfg_rate_limit, u.host, u.port, u.db);
+		}
+	} else if (rate_on) {
+		CM_WARN("GW-RATELIMIT", NULL,
+		    "%s per client, buckets per loop: GATEWAY_REDIS_URL is "
+		    "not set, so each gateway counts on its own",
+		    cfg_rate_limit);
+	}
+	return CM_OK;
+}
+
 /* The main thread's life after start: waits for SIGTERM or SIGINT and
  * walks the drain (gw_drain): readiness off at once, serving on for the
  * delay, then listeners closed and in-flight requests finishing until
@@ -316,6 +459,10 @@ run_drain(const sigset_t *set, worker *workers, int n)
 			wait = 50;
 		}
 		sig = cm_wait_signal(set, wait);
+		if (sig == SIGHUP) {
+			reload_keys();
+			continue;
+		}
 		now = sig != 0 ? gw_drain_signal(&d, sig, cm_mono_us() / 1000)
 		               : gw_drain_tick(&d, cm_mono_us() / 1000);
 		if (sig != 0) {
@@ -419,16 +566,24 @@ main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP); /* reloads the API keys */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (guard_init(nthreads) != CM_OK) {
+		gw_auth_free(auth);
+		gw_cidrs_free(trusted);
+		cm_metrics_fini();
+		return 1;
+	}
 	if (evthread_use_pthreads() != 0 ||
 	    (workers = calloc((size_t) nthreads, sizeof(*workers))) == NULL) {
 		fprintf(stderr, "gateway: cannot initialise\n");
 		return 1;
 	}
 	for (int i = 0; i < nthreads; i++) {
-		if (worker_init(&workers[i], i, host, &port) != CM_OK) {
+		if (worker_init(&workers[i], i, nthreads, host, &port) !=
+		    CM_OK) {
 			goto out;
 		}
 	}
@@ -474,6 +629,8 @@ out:
 	}
 	gw_admin_free(admin);
 	free(workers);
+	gw_auth_free(auth);
+	gw_cidrs_free(trusted);
 	cm_metrics_fini();
 	nng_fini();
 	libevent_global_shutdown();

@@ -30,8 +30,9 @@ static const char *const route_values[] = {
 static const char *const method_values[] = {
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other", NULL};
 static const char *const code_values[] = {"200", "201", "204", "304", "400",
-    "404", "405", "408", "409", "412", "413", "414", "415", "417", "422",
-    "431", "500", "501", "502", "503", "504", "505", "other", NULL};
+    "401", "404", "405", "408", "409", "412", "413", "414", "415", "417",
+    "422", "429", "431", "500", "501", "502", "503", "504", "505", "other",
+    NULL};
 static const char *const cache_values[] = {
     "hit", "miss", "bypass", "stale", NULL};
 static const char *const reason_values[] = {"overload", "draining", NULL};
@@ -39,6 +40,10 @@ static const char *const reason_values[] = {"overload", "draining", NULL};
 static const char *const guard_values[] = {"uri_too_long", "headers_too_large",
     "body_too_large", "bad_request", "bad_framing", "method", "version",
     "expectation", "header_timeout", "body_timeout", "other", NULL};
+static const char *const auth_reason_values[] = {"missing", "invalid", NULL};
+static const char *const reload_values[] = {"ok", "error", NULL};
+static const char *const rl_result_values[] = {"allowed", "limited", NULL};
+static const char *const rl_source_values[] = {"redis", "local", NULL};
 static const char *const version_values[] = {CM_VERSION, NULL};
 static const char *const revision_values[] = {CM_GIT_REV, NULL};
 
@@ -51,6 +56,12 @@ static const cm_label request_labels[] = {
 static const cm_label cache_label = {"result", cache_values};
 static const cm_label reason_label = {"reason", reason_values};
 static const cm_label guard_label = {"reason", guard_values};
+static const cm_label auth_reason_label = {"reason", auth_reason_values};
+static const cm_label reload_label = {"result", reload_values};
+static const cm_label rl_labels[] = {
+    {"result", rl_result_values},
+    {"source", rl_source_values},
+};
 static const cm_label build_labels[] = {
     {"version", version_values},
     {"revision", revision_values},
@@ -64,6 +75,11 @@ static cm_metric *rejected;
 static cm_metric *http_rejected;
 static cm_metric *connections;
 static cm_metric *build_info;
+static cm_metric *auth_failures;
+static cm_metric *auth_reloads;
+static cm_metric *auth_keys;
+static cm_metric *rl_decisions;
+static int64_t    auth_keys_now; /* the gauge's value (main thread) */
 static double     start_time_s;
 
 /* ---- process gauges, read at scrape time on the scraping thread ---- */
@@ -150,10 +166,28 @@ gw_metrics_init(void)
 	    "Always 1; the labels give the gateway's version and git "
 	    "revision.",
 	    build_labels, 2);
+	auth_failures =
+	    cm_metric_new(CM_METRIC_COUNTER, "gateway_auth_failures_total",
+	        "Requests answered 401: no API key where one is needed "
+	        "(missing), or a key that is not valid (invalid).",
+	        &auth_reason_label, 1);
+	auth_reloads =
+	    cm_metric_new(CM_METRIC_COUNTER, "gateway_auth_reloads_total",
+	        "Reloads of GATEWAY_API_KEYS_FILE on SIGHUP; an error keeps "
+	        "the keys loaded before.",
+	        &reload_label, 1);
+	auth_keys = cm_metric_new(CM_METRIC_GAUGE, "gateway_auth_keys",
+	    "API keys (SHA-256 digests) in the set in use.", NULL, 0);
+	rl_decisions = cm_metric_new(CM_METRIC_COUNTER,
+	    "gateway_ratelimit_decisions_total",
+	    "Rate limit decisions, by result and by who decided: the shared "
+	    "bucket in Redis, or the loop's local bucket (Redis unavailable).",
+	    rl_labels, 2);
 	if (requests == NULL || duration == NULL || in_flight == NULL ||
 	    cache_results == NULL || rejected == NULL ||
 	    http_rejected == NULL || connections == NULL ||
-	    build_info == NULL) {
+	    build_info == NULL || auth_failures == NULL ||
+	    auth_reloads == NULL || auth_keys == NULL || rl_decisions == NULL) {
 		return CM_ENOMEM;
 	}
 	cm_metric_inc(build_info, 0);
@@ -265,6 +299,43 @@ gw_metrics_connections(int delta)
 		return;
 	}
 	cm_metric_add(connections, 0, delta);
+}
+
+void
+gw_metrics_auth_failure(gw_auth_result why)
+{
+	if (auth_failures != NULL) {
+		cm_metric_inc(auth_failures, why == GW_AUTH_INVALID ? 1 : 0);
+	}
+}
+
+void
+gw_metrics_auth_reload(int ok)
+{
+	if (auth_reloads != NULL) {
+		cm_metric_inc(auth_reloads, ok ? 0 : 1);
+	}
+}
+
+void
+gw_metrics_auth_keys(size_t keys)
+{
+	/* A gauge is a sum of adds; only the main thread sets this one. */
+	if (auth_keys != NULL) {
+		cm_metric_add(auth_keys, 0, (int64_t) keys - auth_keys_now);
+		auth_keys_now = (int64_t) keys;
+	}
+}
+
+void
+gw_metrics_ratelimit(int allowed, gw_rl_source source)
+{
+	int idx[2] = {allowed ? 0 : 1, source == GW_RL_REDIS ? 0 : 1};
+
+	if (rl_decisions != NULL) {
+		cm_metric_inc(
+		    rl_decisions, cm_metric_series(rl_decisions, idx));
+	}
 }
 
 int64_t

@@ -10,6 +10,8 @@
 #
 #   IT_BIN IT_TMPDIR IT_REDIS_PORT IT_REDIS_URL IT_DATABASE_URL IT_PG_PORT
 #   IT_PG_STOP IT_PG_START    (shell commands: stop / start that PostgreSQL)
+#   IT_API_KEY                (an API key, new each run: the harness gives
+#                              every gateway a keys file with its digest)
 #
 # Everything it started is stopped on exit, whatever happens. Exits non-zero
 # when any binary fails. KEEP_IT=1 keeps the scratch folder (logs of every
@@ -103,6 +105,8 @@ export IT_PG_PORT=$PG_PORT
 export IT_DATABASE_URL=postgresql://postgres@127.0.0.1:$PG_PORT/catalog
 export IT_PG_STOP="bash '$ROOT/deploy/stack.sh' pg-stop '$PG_DIR'"
 export IT_PG_START="bash '$ROOT/deploy/stack.sh' pg-start '$PG_DIR' $PG_PORT test"
+IT_API_KEY=${IT_API_KEY:-it-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
+export IT_API_KEY
 
 if ! DATABASE_URL=$IT_DATABASE_URL "$IT_BIN/product-service" migrate \
 	>"$TMP/migrate.log" 2>&1; then

@@ -13,7 +13,8 @@
 --                             fields as bench/products.sql made them
 --                   fixed     GET / (the bare HTTP ceiling)
 --   BENCH_PRODUCTS, BENCH_HOT, BENCH_THREADS (wrk's -t), BENCH_SEED,
---   BENCH_COLD_PHASE, BENCH_PUT_PERCENT
+--   BENCH_COLD_PHASE, BENCH_PUT_PERCENT, BENCH_API_KEY (sent as Bearer
+--   with the PUTs)
 --
 -- Each wrk thread has its own Lua state: response() counts statuses and
 -- X-Cache values (ours: HIT, MISS, BYPASS...) in that state, setup() keeps every thread, and done() (in the main state)
@@ -58,6 +59,10 @@ local cdf            -- zipf: cdf[k] = P(id <= k)
 local cold_lo, cold_size, cold_start, cold_i
 local get_headers = {}
 local put_headers = {["Content-Type"] = "application/json"}
+-- Writes need the API key that bench.sh made for its gateways.
+if os.getenv("BENCH_API_KEY") then
+	put_headers["Authorization"] = "Bearer " .. os.getenv("BENCH_API_KEY")
+end
 
 -- The product generator; must match bench/products.sql word for word,
 -- so that a PUT changes the price and nothing else.

@@ -121,6 +121,12 @@ step "images (base + 4 builds)" "$t"
 
 GATEWAY_PORT=$(stack_free_port) || exit 1
 export GATEWAY_PORT
+# An API key for this run; the gateway gets its digest (CATALOG_API_KEYS).
+API_KEY=ct-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+CATALOG_API_KEYS=$LOGDIR/api-keys
+printf %s "$API_KEY" | sha256sum | cut -d' ' -f1 >"$CATALOG_API_KEYS"
+chmod 644 "$CATALOG_API_KEYS" # the gateway runs as 10001
+export CATALOG_API_KEYS
 G=http://127.0.0.1:$GATEWAY_PORT
 
 t=$(now_ms)
@@ -169,6 +175,7 @@ request() {
 	local hdr=$LOGDIR/headers body=$LOGDIR/body
 	local args=(-sS -o "$body" -D "$hdr" -w '%{http_code}' --max-time 5 -X "$1")
 	[ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' --data "$3")
+	[ "$1" != GET ] && args+=(-H "Authorization: Bearer $API_KEY")
 	CODE=$(curl "${args[@]}" "$G$2" 2>>"$LOG") || CODE=000
 	CACHE=$(awk -F': *' 'tolower($1) == "x-cache" { gsub(/\r/, "", $2); print $2 }' "$hdr" 2>/dev/null)
 	BODY=$(cat "$body" 2>/dev/null)
@@ -223,6 +230,9 @@ for ((i = 0; i < 10; i++)); do
 	codes+="$CODE "
 done
 check "10 reads with product-1 down: all 200 ($codes)" [ "$codes" = "$(printf '200 %.0s' {1..10})" ]
+code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 -X POST \
+	-H 'Content-Type: application/json' --data '{}' "$G/products" 2>>"$LOG")
+check "POST without an API key answers 401 ($code)" [ "$code" = 401 ]
 request GET /readyz
 check "gateway still ready with 2 of 3 replicas ($CODE)" [ "$CODE" = 200 ]
 step "reads with a replica down" "$t"

@@ -15,6 +15,7 @@ RUN apt-get update \
 	&& DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 		build-essential pkg-config libevent-dev libhiredis-dev libpq-dev \
 		libjson-c-dev libprotobuf-c-dev protobuf-c-compiler libnng-dev \
+		libmbedtls-dev \
 	&& rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -28,7 +29,7 @@ FROM debian:${DEBIAN_RELEASE}-slim
 RUN apt-get update \
 	&& DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 		libevent-2.1-7 libevent-pthreads-2.1-7 libjson-c5 libprotobuf-c1 \
-		libnng1 \
+		libnng1 libhiredis0.14 libmbedcrypto7 \
 	&& rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log
 COPY --from=build /out/bin/gateway /usr/local/bin/gateway
 # Numeric, so that Kubernetes can check runAsNonRoot without /etc/passwd.

@@ -15,6 +15,7 @@
 
 #include "catalog.pb-c.h"
 #include "cm_log.h"
+#include "cm_redis_url.h"
 
 struct event_base;
 struct event;
@@ -26,15 +27,6 @@ struct event;
 #define PS_BACKOFF_MIN_MS 100   /* reconnect back-off, doubling ... */
 #define PS_BACKOFF_MAX_MS 2000  /* ... up to this */
 #define PS_DB_QUEUE_MAX   10000 /* queries waiting for a connection */
-
-/* REDIS_URL, parsed: redis://[[user]:password@]host[:port][/db] */
-typedef struct ps_redis_url {
-	char host[256];
-	int  port;
-	char user[128];
-	char pass[256];
-	int  db;
-} ps_redis_url;
 
 /* Settings, filled from the environment by the table in ps_main.c. */
 typedef struct ps_config {
@@ -60,7 +52,7 @@ typedef struct ps_config {
 	long long    drain_delay_s;    /* SIGTERM: refuse new work this long */
 	long long    drain_timeout_s;  /* then wait this long for the rest */
 	long long    fill_delay_ms;    /* test hook PS_TEST_FILL_DELAY_MS */
-	ps_redis_url redis;            /* redis_url, parsed */
+	cm_redis_url redis;            /* redis_url, parsed */
 } ps_config;
 
 typedef struct ps_cache ps_cache;
@@ -324,7 +316,6 @@ typedef void (*ps_cache_done_fn)(void *arg, int rv);
 
 #define PS_CACHE_TOKEN_LEN 32 /* hex characters of a lease token */
 
-int ps_cache_url_parse(const char *url, ps_redis_url *out);
 int ps_cache_new(
     struct event_base *base, const ps_config *cfg, int index, ps_cache **out);
 void ps_cache_free(ps_cache *c);

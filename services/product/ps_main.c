@@ -152,7 +152,7 @@ drain(ps_drain *d, const sigset_t *set, int sig)
 static int
 finish_config(void)
 {
-	if (ps_cache_url_parse(cfg.redis_url, &cfg.redis) != CM_OK) {
+	if (cm_redis_url_parse(cfg.redis_url, &cfg.redis) != CM_OK) {
 		fprintf(stderr,
 		    "product-service: REDIS_URL=%s: want "
 		    "redis://[[user]:password@]host:port[/db]\n",

@@ -469,9 +469,10 @@ it_gateway_start(it_proc *gw, int *port, const char *upstreams,
     const char *const *extra_env)
 {
 	char  bin[512], listen[64], ups[IT_MAX_REPLICAS * 40 + 32], lname[64];
+	char  keys[700];
 	char *argv[2];
 	const char *env[32];
-	const char *ibin;
+	const char *ibin, *kf;
 	int         n = 0;
 	int64_t     end;
 
@@ -486,9 +487,14 @@ it_gateway_start(it_proc *gw, int *port, const char *upstreams,
 	snprintf(lname, sizeof(lname), "gateway-%d", *port);
 	/* No drain delay (tests stop gateways often), and an admin port of
 	 * its own so gateways never share one through SO_REUSEPORT. */
-	static const char *const defaults[] = {"GATEWAY_THREADS=2",
+	/* And the suite's API key, so that writes need only the header. */
+	const char *defaults[] = {"GATEWAY_THREADS=2",
 	    "GATEWAY_DRAIN_DELAY_S=0", "GATEWAY_ADMIN_LISTEN=127.0.0.1:0",
-	    NULL};
+	    keys, NULL};
+	if ((kf = it_api_keys_file()) == NULL) {
+		return -1;
+	}
+	snprintf(keys, sizeof(keys), "GATEWAY_API_KEYS_FILE=%s", kf);
 	env[n++] = listen;
 	env[n++] = ups;
 	env_finish(env, &n, extra_env, defaults);
@@ -835,6 +841,9 @@ it_http_on(it_http_resp *r, int fd, int port, const char *method,
 	const char *te, *cl;
 	size_t      hlen;
 	int         rv = -1, nobody;
+	/* Writes carry the suite's key unless the caller says otherwise. */
+	int auth = strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+	    strcmp(method, "PATCH") == 0 || strcmp(method, "DELETE") == 0;
 
 	memset(r, 0, sizeof(*r));
 	if (buf_printf(&req,
@@ -844,9 +853,19 @@ it_http_on(it_http_resp *r, int fd, int port, const char *method,
 		goto out;
 	}
 	for (int i = 0; headers != NULL && headers[i] != NULL; i++) {
-		if (buf_printf(&req, "%s\r\n", headers[i]) != 0) {
+		if (strncasecmp(headers[i], "Authorization:", 14) == 0 ||
+		    strcmp(headers[i], IT_NO_AUTH) == 0) {
+			auth = 0;
+		}
+		if (strcmp(headers[i], IT_NO_AUTH) != 0 &&
+		    buf_printf(&req, "%s\r\n", headers[i]) != 0) {
 			goto out;
 		}
+	}
+	if (auth &&
+	    buf_printf(&req, "Authorization: Bearer %s\r\n", it_api_key()) !=
+	        0) {
+		goto out;
 	}
 	if (body != NULL &&
 	    buf_printf(&req, "Content-Length: %zu\r\n", body_len) != 0) {

@@ -10,6 +10,7 @@
  *   IT_DATABASE_URL  postgresql://postgres@127.0.0.1:PORT/catalog
  *   IT_PG_STOP       shell command that stops that PostgreSQL
  *   IT_PG_START      shell command that starts it again (same port, data)
+ *   IT_API_KEY       the API key the harness's gateways accept
  *
  * Tests that need to stop and restart Redis do not touch the shared one:
  * they start their own redis-server child with it_redis_server_start() and
@@ -45,6 +46,36 @@ int64_t it_now_ms(void);
 
 /* Sleeps ms milliseconds. */
 void it_sleep_ms(int ms);
+
+/* ---- API keys (it_auth.c) --------------------------------------------- */
+
+/* The key when IT_API_KEY is not set (a binary run on its own). */
+#define IT_API_KEY_DEFAULT "it-test-key-5b0e2f8c41d97a36"
+
+/* The suite's API key: IT_API_KEY, or IT_API_KEY_DEFAULT. Every gateway
+ * the harness starts accepts it (GATEWAY_API_KEYS_FILE is set to
+ * it_api_keys_file() unless the test sets it), and it_http() sends it
+ * with every POST, PUT, PATCH and DELETE whose headers have no
+ * Authorization and no IT_NO_AUTH. */
+const char *it_api_key(void);
+
+/* A header line that it_http() does not send but reads as "send no
+ * Authorization": for tests of requests without a key. */
+#define IT_NO_AUTH "X-It-No-Auth: 1"
+
+/* Lowercase hex SHA-256 of s into out (64 characters and a NUL). */
+void it_sha256_hex(const char *s, char out[65]);
+
+/* Writes the digests of keys (NULL-terminated) to path, as a gateway's
+ * keys file, replacing it at once (rename). Returns 0 or -1. */
+int it_write_keys_file(const char *path, const char *const keys[]);
+
+/* The keys file holding it_api_key()'s digest (made once per process in
+ * it_tmpdir()), or NULL when it could not be written. */
+const char *it_api_keys_file(void);
+
+/* Writes "Authorization: Bearer <key>" into buf. */
+void it_auth_header(char *buf, size_t len, const char *key);
 
 /* ---- processes --------------------------------------------------------- */
 

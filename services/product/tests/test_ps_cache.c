@@ -1,4 +1,5 @@
-/* test_ps_cache.c - REDIS_URL parsing and the scripts' text. */
+/* test_ps_cache.c - the scripts' text (REDIS_URL parsing is tested in
+ * common/tests/test_cm_redis_url.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,136 +10,6 @@
 
 #include "cm.h"
 #include "ps.h"
-
-static void
-test_cache_url_default(void **state)
-{
-	ps_redis_url u;
-
-	(void) state;
-	assert_int_equal(
-	    ps_cache_url_parse("redis://127.0.0.1:6379/0", &u), CM_OK);
-	assert_string_equal(u.host, "127.0.0.1");
-	assert_int_equal(u.port, 6379);
-	assert_int_equal(u.db, 0);
-	assert_string_equal(u.user, "");
-	assert_string_equal(u.pass, "");
-}
-
-static void
-test_cache_url_host_only(void **state)
-{
-	ps_redis_url u;
-
-	(void) state;
-	assert_int_equal(ps_cache_url_parse("redis://redis", &u), CM_OK);
-	assert_string_equal(u.host, "redis");
-	assert_int_equal(u.port, 6379);
-	assert_int_equal(u.db, 0);
-	assert_int_equal(ps_cache_url_parse("redis://redis/", &u), CM_OK);
-	assert_int_equal(u.db, 0);
-}
-
-static void
-test_cache_url_db_and_port(void **state)
-{
-	ps_redis_url u;
-
-	(void) state;
-	assert_int_equal(
-	    ps_cache_url_parse("redis://cache.local:7000/3", &u), CM_OK);
-	assert_string_equal(u.host, "cache.local");
-	assert_int_equal(u.port, 7000);
-	assert_int_equal(u.db, 3);
-}
-
-static void
-test_cache_url_password_only(void **state)
-{
-	ps_redis_url u;
-
-	(void) state;
-	assert_int_equal(
-	    ps_cache_url_parse("redis://:s3cret@h:6380/1", &u), CM_OK);
-	assert_string_equal(u.user, "");
-	assert_string_equal(u.pass, "s3cret");
-	assert_string_equal(u.host, "h");
-	assert_int_equal(u.port, 6380);
-	assert_int_equal(u.db, 1);
-}
-
-static void
-test_cache_url_user_and_password(void **state)
-{
-	ps_redis_url u;
-
-	(void) state;
-	/* The last '@' ends the user info, so a password may contain '@'. */
-	assert_int_equal(
-	    ps_cache_url_parse("redis://app:p@ss:w@h:1/2", &u), CM_OK);
-	assert_string_equal(u.user, "app");
-	assert_string_equal(u.pass, "p@ss:w");
-	assert_string_equal(u.host, "h");
-	assert_int_equal(u.port, 1);
-	assert_int_equal(u.db, 2);
-}
-
-static void
-test_cache_url_ipv6(void **state)
-{
-	ps_redis_url u;
-
-	(void) state;
-	assert_int_equal(
-	    ps_cache_url_parse("redis://[::1]:6390/4", &u), CM_OK);
-	assert_string_equal(u.host, "::1");
-	assert_int_equal(u.port, 6390);
-	assert_int_equal(u.db, 4);
-}
-
-static void
-test_cache_url_rejects_bad(void **state)
-{
-	static const char *bad[] = {
-	    "",
-	    "http://h:6379/0",
-	    "redis:/h",
-	    "redis://",
-	    "redis://:6379/0",
-	    "redis://h:/0",
-	    "redis://h:0/0",
-	    "redis://h:65536/0",
-	    "redis://h:12ab/0",
-	    "redis://h:6379/x",
-	    "redis://h:6379/-1",
-	    "redis://h:6379/0?timeout=1",
-	    "redis://h:6379/0/1",
-	    "redis://[::1/0",
-	    "rediss://h:6379/0",
-	};
-
-	(void) state;
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		ps_redis_url u;
-		if (ps_cache_url_parse(bad[i], &u) != CM_EINVAL) {
-			fail_msg("accepted %s", bad[i]);
-		}
-	}
-	assert_int_equal(ps_cache_url_parse(NULL, NULL), CM_EINVAL);
-}
-
-static void
-test_cache_url_rejects_long_parts(void **state)
-{
-	char         url[1024];
-	ps_redis_url u;
-
-	(void) state;
-	memset(url, 0, sizeof(url));
-	strcpy(url, "redis://");
-	memset(url + 8, 'h', 300);
-	assert_int_equal(ps_cache_url_parse(url, &u), CM_EINVAL);
-}
 
 static void
 test_cache_scripts_shape(void **state)
@@ -180,14 +51,6 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_cache_url_default),
-	    cmocka_unit_test(test_cache_url_host_only),
-	    cmocka_unit_test(test_cache_url_db_and_port),
-	    cmocka_unit_test(test_cache_url_password_only),
-	    cmocka_unit_test(test_cache_url_user_and_password),
-	    cmocka_unit_test(test_cache_url_ipv6),
-	    cmocka_unit_test(test_cache_url_rejects_bad),
-	    cmocka_unit_test(test_cache_url_rejects_long_parts),
 	    cmocka_unit_test(test_cache_scripts_shape),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
