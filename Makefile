@@ -31,7 +31,10 @@ CFLAGS_BASE += -DCM_VERSION='"$(VERSION)"' -DCM_GIT_REV='"$(GIT_REV)"'
 
 INCLUDES := -Icommon -I$(BUILD)/gen -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 CFLAGS   += $(CFLAGS_BASE) $(INCLUDES) -MMD -MP
-LDLIBS_COMMON := -lprotobuf-c -pthread
+# common/cm_tls.c checks certificates with mbedTLS, the library NNG's TLS
+# engine uses (Debian's libnng links the same libmbedtls).
+LDLIBS_COMMON := -lprotobuf-c -lnng -lmbedtls -lmbedx509 -lmbedcrypto \
+	-pthread
 LDLIBS_GW := -levent -levent_pthreads -ljson-c -lnng $(LDLIBS_COMMON)
 LDLIBS_PS := -levent -levent_pthreads -lhiredis -lpq -lnng $(LDLIBS_COMMON)
 
