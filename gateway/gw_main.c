@@ -17,6 +17,7 @@
 #include "cm_config.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
+#include "cm_tls.h"
 #include "gw.h"
 
 static const char *cfg_listen;
@@ -36,6 +37,10 @@ static long long   cfg_batch_inflight;
 static long long   cfg_batch_max;
 static long long   cfg_resolve_interval_s;
 static const char *cfg_dns_servers;
+static const char *cfg_tls_ca;
+static const char *cfg_tls_cert;
+static const char *cfg_tls_key;
+static const char *cfg_tls_server_name;
 
 static const cm_cfg_opt options[] = {
     {"GATEWAY_LISTEN", CM_CFG_STRING, "0.0.0.0:8080", 0, 0, &cfg_listen,
@@ -84,6 +89,17 @@ static const cm_cfg_opt options[] = {
         "finish"},
     {"LOG_FORMAT", CM_CFG_STRING, "", 0, 0, &cfg_log_format,
         "json or text; default json when stdout is not a terminal"},
+    {"GATEWAY_TLS_CA", CM_CFG_STRING, "", 0, 0, &cfg_tls_ca,
+        "PEM file of the CA that signs the replicas' certificates; with "
+        "GATEWAY_TLS_CERT and GATEWAY_TLS_KEY, required by tls+tcp:// "
+        "upstreams (and refused with tcp:// ones)"},
+    {"GATEWAY_TLS_CERT", CM_CFG_STRING, "", 0, 0, &cfg_tls_cert,
+        "PEM file of the certificate the gateway shows the replicas"},
+    {"GATEWAY_TLS_KEY", CM_CFG_STRING, "", 0, 0, &cfg_tls_key,
+        "PEM file of its private key, unencrypted"},
+    {"GATEWAY_TLS_SERVER_NAME", CM_CFG_STRING, "", 0, 0, &cfg_tls_server_name,
+        "DNS name the replicas' certificates must carry; default the "
+        "host of each GATEWAY_UPSTREAMS entry (needed for IP entries)"},
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -271,7 +287,13 @@ run_drain(const sigset_t *set, worker *workers, int n)
 		if (closing && (wait < 0 || wait > 50)) {
 			wait = 50;
 		}
+		/* With TLS, failed handshakes show only in NNG's
+		 * statistics: look at them once a second. */
+		if (cm_tls_enabled() && (wait < 0 || wait > 1000)) {
+			wait = 1000;
+		}
 		sig = cm_wait_signal(set, wait);
+		cm_tls_watch();
 		now = sig != 0 ? gw_drain_signal(&d, sig, cm_mono_us() / 1000)
 		               : gw_drain_tick(&d, cm_mono_us() / 1000);
 		if (sig != 0) {
@@ -316,6 +338,36 @@ run_drain(const sigset_t *set, worker *workers, int n)
 	}
 }
 
+/* Checks the GATEWAY_TLS_* settings against GATEWAY_UPSTREAMS and loads
+ * the files (cm_tls_setup). Returns CM_OK, or an error after printing why. */
+static int
+tls_setup(void)
+{
+	cm_tls_opts o = {.var = "GATEWAY_TLS",
+	    .ca = cfg_tls_ca,
+	    .cert = cfg_tls_cert,
+	    .key = cfg_tls_key,
+	    .server_name = cfg_tls_server_name,
+	    .event = "GW-TLS-HANDSHAKE"};
+	char      **urls;
+	size_t      n;
+	char        err[512];
+	int         rv;
+
+	if (gw_rpc_urls_parse(cfg_upstreams, &urls, &n) != CM_OK) {
+		fprintf(stderr,
+		    "gateway: GATEWAY_UPSTREAMS=%s: want comma-separated NNG "
+		    "URLs, none empty\n",
+		    cfg_upstreams);
+		return CM_EINVAL;
+	}
+	if ((rv = cm_tls_setup(&o, urls, n, err, sizeof(err))) != CM_OK) {
+		fprintf(stderr, "gateway: %s\n", err);
+	}
+	gw_rpc_urls_free(urls, n);
+	return rv;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -356,6 +408,9 @@ main(int argc, char **argv)
 		return 1;
 	}
 	cm_log_init("gateway", cfg_log_level);
+	if (tls_setup() != CM_OK) {
+		return 1;
+	}
 	nthreads = cfg_threads > 0 ? (int) cfg_threads : cm_ncpu();
 	loop_max_inflight =
 	    (int) ((cfg_max_inflight + nthreads - 1) / nthreads);
@@ -430,6 +485,7 @@ out:
 	gw_admin_free(admin);
 	free(workers);
 	cm_metrics_fini();
+	cm_tls_fini();
 	nng_fini();
 	libevent_global_shutdown();
 	if (status == 0) {
