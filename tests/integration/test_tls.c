@@ -42,6 +42,7 @@
 
 #include "it.h"
 #include "it_check.h"
+#include "it_fault.h"
 
 #define NPRODUCTS 20
 #define WAIT_MS   15000 /* for a log line or a state; never a timing claim */
@@ -120,7 +121,8 @@ make_certs(void)
 	    make_cert("gateway", "ca", "DNS:gateway") != 0 ||
 	    make_cert("rogue-gateway", "rogue", "DNS:gateway") != 0 ||
 	    make_cert(
-	        "rogue-replica", "rogue", "DNS:localhost,IP:127.0.0.1") != 0) {
+	        "rogue-replica", "rogue", "DNS:localhost,IP:127.0.0.1") != 0 ||
+	    make_cert("dns-replica", "ca", "DNS:product.test") != 0) {
 		fprintf(stderr,
 		    "test_tls: openssl failed, see %s/openssl.log\n", dir);
 		return -1;
@@ -297,9 +299,11 @@ gw_env(const char **env, char bufs[4][700], const gw_tls *t)
 }
 
 /* Starts a gateway in front of upstream without waiting for /readyz (it
- * will never be ready when the handshake fails). */
+ * will never be ready when the handshake fails). extra: one more
+ * "NAME=value" or NULL. */
 static int
-gateway_spawn(it_proc *p, int *port, const char *upstream, const gw_tls *t)
+gateway_spawn(it_proc *p, int *port, const char *upstream, const gw_tls *t,
+    const char *extra)
 {
 	char        bin[512], listen[64], ups[256], lname[64], bufs[4][700];
 	char       *argv[] = {bin, NULL};
@@ -317,6 +321,9 @@ gateway_spawn(it_proc *p, int *port, const char *upstream, const gw_tls *t)
 	env[n++] = "GATEWAY_THREADS=1";
 	env[n++] = "GATEWAY_DRAIN_DELAY_S=0";
 	env[n++] = "GATEWAY_ADMIN_LISTEN=127.0.0.1:0";
+	if (extra != NULL) {
+		env[n++] = extra;
+	}
 	env[n] = NULL;
 	if (it_proc_spawn(p, lname, argv, env) != 0) {
 		return -1;
@@ -454,7 +461,7 @@ test_tls_rogue_gateway_refused(void **state)
 	if (!have_certs) {
 		skip();
 	}
-	assert_int_equal(gateway_spawn(&g, &port, tls_upstream, &t), 0);
+	assert_int_equal(gateway_spawn(&g, &port, tls_upstream, &t, NULL), 0);
 	expect_no_replica(port);
 	expect_log(&replica, mark, rep_line);
 	expect_log(&g, 0, gw_line);
@@ -504,7 +511,7 @@ test_tls_no_client_cert_refused(void **state)
 	mark = log_mark(&rep);
 	/* Past the replica's one line per 10 s for its listener. */
 	it_sleep_ms(10500);
-	assert_int_equal(gateway_spawn(&g, &gport, plain, NULL), 0);
+	assert_int_equal(gateway_spawn(&g, &gport, plain, NULL, NULL), 0);
 	expect_no_replica(gport);
 	expect_log(&rep, mark, rep_line);
 	stop(&g);
@@ -532,17 +539,68 @@ test_tls_rogue_replica_refused(void **state)
 	assert_int_equal(
 	    replica_start(&rep, port, "rogue-replica", 0, NULL), 0);
 	snprintf(url, sizeof(url), "tls+tcp://127.0.0.1:%d", port);
-	assert_int_equal(gateway_spawn(&g, &gport, url, &good), 0);
+	assert_int_equal(gateway_spawn(&g, &gport, url, &good, NULL), 0);
 	expect_no_replica(gport);
 	expect_log(&g, 0, gw_line);
 	stop(&g);
 	stop(&rep);
 
 	assert_int_equal(
-	    gateway_spawn(&g2, &gport2, tls_upstream, &wrong_name), 0);
+	    gateway_spawn(&g2, &gport2, tls_upstream, &wrong_name, NULL), 0);
 	expect_no_replica(gport2);
 	expect_log(&g2, 0, gw_line2);
 	stop(&g2);
+}
+
+/* An upstream given by DNS name: the gateway dials the address dnsmasq
+ * gives and checks the certificate against the name (no
+ * GATEWAY_TLS_SERVER_NAME): a replica whose certificate carries
+ * product.test serves, the good replica (localhost only) is refused. */
+static void
+test_tls_dns_name_checked(void **state)
+{
+	it_dns       dns = {0};
+	it_proc      rep = {0}, g = {0}, g2 = {0};
+	int          port = it_free_port(), gport, gport2;
+	char         ups[96], ups2[96], dnsenv[64], bufs[4][700];
+	const char  *env[16], *lines[] = {"127.0.0.1 product.test", NULL};
+	const char  *gw_line[] = {"GW-TLS-HANDSHAKE", REFUSED, NULL};
+	gw_tls       t = {"gateway", ""};
+	int          n;
+	it_http_resp r;
+
+	(void) state;
+	if (!have_certs) {
+		skip();
+	}
+	if (it_dnsmasq_path() == NULL) {
+		fprintf(stderr,
+		    "test_tls: SKIP dns case: no dnsmasq "
+		    "(Debian package dnsmasq-base)\n");
+		skip();
+	}
+	assert_int_equal(it_dns_start(&dns, lines), 0);
+	assert_int_equal(replica_start(&rep, port, "dns-replica", 0, NULL), 0);
+	snprintf(ups, sizeof(ups), "tls+tcp://product.test:%d", port);
+	snprintf(dnsenv, sizeof(dnsenv), "GATEWAY_DNS_SERVERS=127.0.0.1:%d",
+	    dns.port);
+	n = gw_env(env, bufs, &t);
+	env[n++] = dnsenv;
+	env[n] = NULL;
+	assert_int_equal(it_gateway_start(&g, &gport, ups, env), 0);
+	it_must_get(&r, gport, "/products/5", NULL);
+	it_expect_status(&r, 200);
+	it_http_resp_free(&r);
+	stop(&g);
+	stop(&rep);
+
+	snprintf(
+	    ups2, sizeof(ups2), "tls+tcp://product.test:%d", replica_port);
+	assert_int_equal(gateway_spawn(&g2, &gport2, ups2, &t, dnsenv), 0);
+	expect_no_replica(gport2);
+	expect_log(&g2, 0, gw_line);
+	stop(&g2);
+	it_dns_stop(&dns);
 }
 
 /* Runs bin with env; expects a non-zero exit and a message with want. */
@@ -879,7 +937,7 @@ test_pg_verify_full(void **state)
 	use_tls_url(0, saved, sizeof(saved));
 	assert_int_equal(rv, 0);
 	snprintf(ups, sizeof(ups), "tcp://127.0.0.1:%d", port);
-	assert_int_equal(gateway_spawn(&g, &gport, ups, NULL), 0);
+	assert_int_equal(gateway_spawn(&g, &gport, ups, NULL, NULL), 0);
 	assert_int_equal(it_redis_del(redis_shared, "product:4"), 0);
 	end = it_now_ms() + WAIT_MS;
 	while (admin_readyz(admin) != 200 && it_now_ms() < end) {
@@ -956,6 +1014,7 @@ main(void)
 	    cmocka_unit_test(test_tls_rogue_gateway_refused),
 	    cmocka_unit_test(test_tls_no_client_cert_refused),
 	    cmocka_unit_test(test_tls_rogue_replica_refused),
+	    cmocka_unit_test(test_tls_dns_name_checked),
 	    cmocka_unit_test(test_tls_half_config_refused),
 	};
 	const struct CMUnitTest redis_tests[] = {
