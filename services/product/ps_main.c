@@ -365,6 +365,7 @@ main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "serve";
 	char        err[512];
+	int         rv;
 
 	if (cm_cfg_cli(argc, argv, SUMMARY, opts, NOPTS)) {
 		return 0;
@@ -390,7 +391,10 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (strcmp(cmd, "migrate") == 0) {
-		return ps_migrate_run(cfg.database_url) == CM_OK ? 0 : 1;
+		rv = ps_migrate_run(cfg.database_url) == CM_OK ? 0 : 1;
+	} else {
+		rv = serve();
 	}
-	return serve();
+	cm_tls_fini(); /* the files loaded by finish_config(), on every path */
+	return rv;
 }
