@@ -31,9 +31,12 @@ CFLAGS_BASE += -DCM_VERSION='"$(VERSION)"' -DCM_GIT_REV='"$(GIT_REV)"'
 
 INCLUDES := -Icommon -I$(BUILD)/gen -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 CFLAGS   += $(CFLAGS_BASE) $(INCLUDES) -MMD -MP
-LDLIBS_COMMON := -lprotobuf-c -pthread
-LDLIBS_GW := -levent -levent_pthreads -ljson-c -lnng -lhiredis -lmbedcrypto -lm \
-	$(LDLIBS_COMMON)
+# common/cm_tls.c checks certificates with mbedTLS, the library NNG's TLS
+# engine uses (Debian's libnng links the same libmbedtls); the gateway's
+# API key digests use its libmbedcrypto too.
+LDLIBS_COMMON := -lprotobuf-c -lnng -lmbedtls -lmbedx509 -lmbedcrypto \
+	-pthread
+LDLIBS_GW := -levent -levent_pthreads -ljson-c -lhiredis -lm $(LDLIBS_COMMON)
 LDLIBS_PS := -levent -levent_pthreads -lhiredis -lpq -lnng $(LDLIBS_COMMON)
 
 PROTOS   := $(wildcard proto/*.proto)

@@ -5,11 +5,13 @@ set -euo pipefail
 
 # Tests also use dnsmasq-base (a DNS server for the discovery test),
 # prometheus (promtool checks the metrics) and iproute2 (network
-# namespaces for the network-cut test).
+# namespaces for the network-cut test). libmbedtls-dev: common/cm_tls.c
+# checks certificates with the mbedTLS that NNG's TLS engine uses; openssl
+# makes the throw-away certificates of test_tls.
 
 PKGS=(build-essential pkg-config libevent-dev libhiredis-dev libpq-dev
 	libjson-c-dev libprotobuf-c-dev protobuf-c-compiler libnng-dev
-	libcmocka-dev libmbedtls-dev redis-server postgresql postgresql-contrib curl
+	libmbedtls-dev openssl libcmocka-dev redis-server postgresql postgresql-contrib curl
 	dnsmasq-base prometheus iproute2)
 if [ "${WITH_CONTAINERS:-0}" = 1 ]; then
 	# podman with runc (this sandbox refuses crun's cgroup mode); netavark,

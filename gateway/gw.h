@@ -260,8 +260,9 @@ typedef struct gw_disc_opts {
 	void              *resolve_arg;
 } gw_disc_opts;
 
-/* Returns 1 when url is tcp://, tcp4:// or tcp6:// with a host name (not
- * an IP literal) and a numeric port, and then fills scheme, host and port;
+/* Returns 1 when url is tcp://, tcp4:// or tcp6:// (or one of them after
+ * "tls+") with a host name (not an IP literal) and a numeric port, and
+ * then fills scheme (with its "tls+"), host and port;
  * else 0 (the URL is dialed as it is). */
 int gw_disc_parse(const char *url, char *scheme, size_t slen, char *host,
     size_t hlen, char *port, size_t plen);

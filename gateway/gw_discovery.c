@@ -8,8 +8,9 @@
  * Each successful answer is handed to the owner (gw_rpc) as the entry's
  * complete URL set, one URL per address ("tcp://10.0.0.7:7000"); a failed
  * or empty answer is logged and changes nothing, so the last known set
- * stays in use. An entry with an IP literal or another transport (inproc,
- * ipc) stands for itself and is reported once, at start.
+ * stays in use. tls+tcp entries are resolved the same way and keep their
+ * scheme. An entry with an IP literal or another transport (inproc, ipc)
+ * stands for itself and is reported once, at start.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -66,7 +67,7 @@ gw_disc_parse(const char *url, char *scheme, size_t slen, char *host,
     size_t hlen, char *port, size_t plen)
 {
 	const char   *p = strstr(url, "://"), *h, *e, *colon;
-	size_t        sl, hl;
+	size_t        sl, hl, tl;
 	unsigned char buf[sizeof(struct in6_addr)];
 	char          lit[64];
 
@@ -74,11 +75,15 @@ gw_disc_parse(const char *url, char *scheme, size_t slen, char *host,
 		return 0;
 	}
 	sl = (size_t) (p - url);
-	if (sl >= slen ||
-	    (strncmp(url, "tcp", sl) != 0 && strncmp(url, "tcp4", sl) != 0 &&
-	        strncmp(url, "tcp6", sl) != 0) ||
-	    (sl != 3 && sl != 4)) {
-		return 0; /* inproc, ipc, tls+tcp, ws...: used as they are */
+	/* tls+tcp keeps its scheme: each address is dialed with TLS, and
+	 * the certificate checked against the name (gw_rpc, cm_tls). */
+	tl = strncmp(url, "tls+", 4) == 0 ? 4 : 0;
+	if (sl >= slen || sl < tl ||
+	    (strncmp(url + tl, "tcp", sl - tl) != 0 &&
+	        strncmp(url + tl, "tcp4", sl - tl) != 0 &&
+	        strncmp(url + tl, "tcp6", sl - tl) != 0) ||
+	    (sl - tl != 3 && sl - tl != 4)) {
+		return 0; /* inproc, ipc, ws...: used as they are */
 	}
 	h = p + 3;
 	if (*h == '[') {
@@ -364,9 +369,14 @@ gw_disc_new(gw_disc **out, struct event_base *base, char *const *entries,
 		}
 		t->name = gw_disc_parse(t->url, t->scheme, sizeof(t->scheme),
 		    t->host, sizeof(t->host), t->port, sizeof(t->port));
-		t->family = strcmp(t->scheme, "tcp4") == 0 ? AF_INET
-		    : strcmp(t->scheme, "tcp6") == 0       ? AF_INET6
-		                                           : AF_UNSPEC;
+		{
+			const char *tcp = strncmp(t->scheme, "tls+", 4) == 0
+			    ? t->scheme + 4
+			    : t->scheme;
+			t->family = strcmp(tcp, "tcp4") == 0 ? AF_INET
+			    : strcmp(tcp, "tcp6") == 0       ? AF_INET6
+			                                     : AF_UNSPEC;
+		}
 		d->names += t->name;
 	}
 	if (d->names > 0 && d->resolve == NULL) {

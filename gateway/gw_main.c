@@ -18,6 +18,7 @@
 #include "cm_log.h"
 #include "cm_metrics.h"
 #include "cm_redis_url.h"
+#include "cm_tls.h"
 #include "gw.h"
 
 static const char *cfg_listen;
@@ -49,6 +50,10 @@ static const char *cfg_rate_limit;
 static const char *cfg_redis_url;
 static long long   cfg_redis_timeout_ms;
 static const char *cfg_trusted_proxies;
+static const char *cfg_tls_ca;
+static const char *cfg_tls_cert;
+static const char *cfg_tls_key;
+static const char *cfg_tls_server_name;
 
 static const cm_cfg_opt options[] = {
     {"GATEWAY_LISTEN", CM_CFG_STRING, "0.0.0.0:8080", 0, 0, &cfg_listen,
@@ -139,6 +144,17 @@ static const cm_cfg_opt options[] = {
     {"GATEWAY_TRUSTED_PROXIES", CM_CFG_STRING, "", 0, 0, &cfg_trusted_proxies,
         "comma-separated CIDR blocks of proxies whose X-Forwarded-For "
         "names the client; unset: the TCP peer is the client"},
+    {"GATEWAY_TLS_CA", CM_CFG_STRING, "", 0, 0, &cfg_tls_ca,
+        "PEM file of the CA that signs the replicas' certificates; with "
+        "GATEWAY_TLS_CERT and GATEWAY_TLS_KEY, required by tls+tcp:// "
+        "upstreams (and refused with tcp:// ones)"},
+    {"GATEWAY_TLS_CERT", CM_CFG_STRING, "", 0, 0, &cfg_tls_cert,
+        "PEM file of the certificate the gateway shows the replicas"},
+    {"GATEWAY_TLS_KEY", CM_CFG_STRING, "", 0, 0, &cfg_tls_key,
+        "PEM file of its private key, unencrypted"},
+    {"GATEWAY_TLS_SERVER_NAME", CM_CFG_STRING, "", 0, 0, &cfg_tls_server_name,
+        "DNS name the replicas' certificates must carry; default the "
+        "host of each GATEWAY_UPSTREAMS entry (needed for IP entries)"},
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -458,7 +474,13 @@ run_drain(const sigset_t *set, worker *workers, int n)
 		if (closing && (wait < 0 || wait > 50)) {
 			wait = 50;
 		}
+		/* With TLS, failed handshakes show only in NNG's
+		 * statistics: look at them once a second. */
+		if (cm_tls_enabled() && (wait < 0 || wait > 1000)) {
+			wait = 1000;
+		}
 		sig = cm_wait_signal(set, wait);
+		cm_tls_watch();
 		if (sig == SIGHUP) {
 			reload_keys();
 			continue;
@@ -507,6 +529,36 @@ run_drain(const sigset_t *set, worker *workers, int n)
 	}
 }
 
+/* Checks the GATEWAY_TLS_* settings against GATEWAY_UPSTREAMS and loads
+ * the files (cm_tls_setup). Returns CM_OK, or an error after printing why. */
+static int
+tls_setup(void)
+{
+	cm_tls_opts o = {.var = "GATEWAY_TLS",
+	    .ca = cfg_tls_ca,
+	    .cert = cfg_tls_cert,
+	    .key = cfg_tls_key,
+	    .server_name = cfg_tls_server_name,
+	    .event = "GW-TLS-HANDSHAKE"};
+	char      **urls;
+	size_t      n;
+	char        err[512];
+	int         rv;
+
+	if (gw_rpc_urls_parse(cfg_upstreams, &urls, &n) != CM_OK) {
+		fprintf(stderr,
+		    "gateway: GATEWAY_UPSTREAMS=%s: want comma-separated NNG "
+		    "URLs, none empty\n",
+		    cfg_upstreams);
+		return CM_EINVAL;
+	}
+	if ((rv = cm_tls_setup(&o, urls, n, err, sizeof(err))) != CM_OK) {
+		fprintf(stderr, "gateway: %s\n", err);
+	}
+	gw_rpc_urls_free(urls, n);
+	return rv;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -547,6 +599,9 @@ main(int argc, char **argv)
 		return 1;
 	}
 	cm_log_init("gateway", cfg_log_level);
+	if (tls_setup() != CM_OK) {
+		return 1;
+	}
 	nthreads = cfg_threads > 0 ? (int) cfg_threads : cm_ncpu();
 	loop_max_inflight =
 	    (int) ((cfg_max_inflight + nthreads - 1) / nthreads);
@@ -632,6 +687,7 @@ out:
 	gw_auth_free(auth);
 	gw_cidrs_free(trusted);
 	cm_metrics_fini();
+	cm_tls_fini();
 	nng_fini();
 	libevent_global_shutdown();
 	if (status == 0) {

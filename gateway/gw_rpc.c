@@ -67,6 +67,7 @@
 #include "cm.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
+#include "cm_tls.h"
 #include "gw.h"
 
 #define RECONN_MIN_MS   100
@@ -708,6 +709,7 @@ ep_open(gw_rpc *rpc, size_t group, const char *url, char *err, size_t errlen)
 	    (rv = nng_pipe_notify(
 	         ep->sock, NNG_PIPE_EV_REM_POST, pipe_cb, ep)) != 0 ||
 	    (rv = nng_dialer_create(&d, ep->sock, url)) != 0 ||
+	    (rv = cm_tls_dialer_apply(d, rpc->groups[group])) != 0 ||
 	    (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, RECONN_MIN_MS)) !=
 	        0 ||
 	    (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, RECONN_MAX_MS)) !=

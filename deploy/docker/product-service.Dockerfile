@@ -16,6 +16,7 @@ RUN apt-get update \
 	&& DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 		build-essential pkg-config libevent-dev libhiredis-dev libpq-dev \
 		libjson-c-dev libprotobuf-c-dev protobuf-c-compiler libnng-dev \
+		libmbedtls-dev \
 	&& rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -39,6 +39,22 @@ test_disc_parse(void **state)
 	                     sizeof(h), p, sizeof(p)),
 	    1);
 	assert_string_equal(s, "tcp6");
+	/* TLS: resolved too, the scheme kept whole */
+	assert_int_equal(gw_disc_parse("tls+tcp://product.shop.svc:7000", s,
+	                     sizeof(s), h, sizeof(h), p, sizeof(p)),
+	    1);
+	assert_string_equal(s, "tls+tcp");
+	assert_string_equal(h, "product.shop.svc");
+	assert_int_equal(gw_disc_parse("tls+tcp4://product.shop.svc:7000", s,
+	                     sizeof(s), h, sizeof(h), p, sizeof(p)),
+	    1);
+	assert_string_equal(s, "tls+tcp4");
+	assert_int_equal(gw_disc_parse("tls+tcp://127.0.0.1:7000", s,
+	                     sizeof(s), h, sizeof(h), p, sizeof(p)),
+	    0);
+	assert_int_equal(gw_disc_parse("tls+ws://host:80/x", s, sizeof(s), h,
+	                     sizeof(h), p, sizeof(p)),
+	    0);
 	/* literals and other transports are dialed as they are */
 	assert_int_equal(gw_disc_parse("tcp://127.0.0.1:7000", s, sizeof(s), h,
 	                     sizeof(h), p, sizeof(p)),
@@ -325,6 +341,49 @@ test_disc_endpoints_follow_resolution(void **state)
 	event_base_free(base);
 }
 
+static char  *tls_urls[4];
+static size_t tls_nurls;
+
+static void
+collect_urls(void *arg, size_t entry, char *const *urls, size_t n)
+{
+	(void) arg;
+	(void) entry;
+	for (size_t i = 0; i < tls_nurls; i++) {
+		free(tls_urls[i]);
+	}
+	for (tls_nurls = 0; tls_nurls < n && tls_nurls < 4; tls_nurls++) {
+		tls_urls[tls_nurls] = strdup(urls[tls_nurls]);
+	}
+}
+
+/* A tls+tcp:// name becomes one tls+tcp:// URL per address: the gateway
+ * dials each with TLS (and checks the name, not the address). */
+static void
+test_disc_tls_keeps_scheme(void **state)
+{
+	struct event_base *base = event_base_new();
+	gw_disc           *d = NULL;
+	gw_disc_opts       o = {0};
+	char              *entries[] = {"tls+tcp://svc.test:7000"};
+	char               err[128];
+	(void) state;
+	fake_set(2, "10.0.0.7", "10.0.0.8");
+	o.resolve = fake_resolve;
+	assert_int_equal(gw_disc_new(&d, base, entries, 1, &o, collect_urls,
+	                     NULL, err, sizeof(err)),
+	    CM_OK);
+	assert_int_equal(gw_disc_is_name(d, 0), 1);
+	gw_disc_start(d);
+	settle(base, 50);
+	assert_int_equal(tls_nurls, 2);
+	assert_string_equal(tls_urls[0], "tls+tcp://10.0.0.7:7000");
+	assert_string_equal(tls_urls[1], "tls+tcp://10.0.0.8:7000");
+	gw_disc_free(d);
+	event_base_free(base);
+	collect_urls(NULL, 0, NULL, 0);
+}
+
 static void
 test_disc_bad_dns_servers_refused(void **state)
 {
@@ -385,6 +444,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_disc_parse),
 	    cmocka_unit_test(test_disc_endpoints_follow_resolution),
+	    cmocka_unit_test(test_disc_tls_keeps_scheme),
 	    cmocka_unit_test(test_disc_bad_dns_servers_refused),
 	    cmocka_unit_test(test_disc_free_with_lookup_pending),
 	};

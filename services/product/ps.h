@@ -52,7 +52,10 @@ typedef struct ps_config {
 	long long    drain_delay_s;    /* SIGTERM: refuse new work this long */
 	long long    drain_timeout_s;  /* then wait this long for the rest */
 	long long    fill_delay_ms;    /* test hook PS_TEST_FILL_DELAY_MS */
-	cm_redis_url redis;            /* redis_url, parsed */
+	const char  *tls_ca;   /* PRODUCT_TLS_CA: CA of the gateways' certs */
+	const char  *tls_cert; /* PRODUCT_TLS_CERT: our certificate */
+	const char  *tls_key;  /* PRODUCT_TLS_KEY: its key */
+	cm_redis_url redis;    /* redis_url, parsed */
 } ps_config;
 
 typedef struct ps_cache ps_cache;

@@ -13,6 +13,7 @@
 #include "cm_config.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
+#include "cm_tls.h"
 #include "ps.h"
 
 /* After the last request in progress was answered, the socket stays open
@@ -86,6 +87,14 @@ static const cm_cfg_opt opts[] = {
         &cfg.drain_timeout_s,
         "then, seconds requests in progress get to finish before the "
         "socket and connections close"},
+    {"PRODUCT_TLS_CA", CM_CFG_STRING, "", 0, 0, &cfg.tls_ca,
+        "PEM file of the CA that signs the gateways' certificates; with "
+        "PRODUCT_TLS_CERT and PRODUCT_TLS_KEY, required by a tls+tcp:// "
+        "PRODUCT_LISTEN (a gateway without such a certificate is refused)"},
+    {"PRODUCT_TLS_CERT", CM_CFG_STRING, "", 0, 0, &cfg.tls_cert,
+        "PEM file of this replica's certificate (chain)"},
+    {"PRODUCT_TLS_KEY", CM_CFG_STRING, "", 0, 0, &cfg.tls_key,
+        "PEM file of its private key, unencrypted"},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -158,6 +167,20 @@ finish_config(void)
 		    "redis://[[user]:password@]host:port[/db]\n",
 		    cfg.redis_url);
 		return CM_EINVAL;
+	}
+	{
+		cm_tls_opts to = {.var = "PRODUCT_TLS",
+		    .ca = cfg.tls_ca,
+		    .cert = cfg.tls_cert,
+		    .key = cfg.tls_key,
+		    .event = "PS-TLS-HANDSHAKE",
+		    .server = 1};
+		char       *url = (char *) cfg.listen;
+		char        err[512];
+		if (cm_tls_setup(&to, &url, 1, err, sizeof(err)) != CM_OK) {
+			fprintf(stderr, "product-service: %s\n", err);
+			return CM_EINVAL;
+		}
 	}
 	if (cfg.name[0] == '\0') {
 		char host[256] = "localhost";
@@ -293,7 +316,12 @@ serve(void)
 		    cfg.fill_delay_ms);
 	}
 #endif
-	while ((sig = cm_wait_signal(&set, -1)) == 0) { }
+	/* With TLS, failed handshakes show only in NNG's statistics: look
+	 * at them once a second. */
+	while (
+	    (sig = cm_wait_signal(&set, cm_tls_enabled() ? 1000 : -1)) == 0) {
+		cm_tls_watch();
+	}
 	CM_INFO("PS-STOP", NULL, "signal %d: draining", sig);
 	drain(&d, &set, sig);
 	CM_INFO("PS-STOP", NULL,
@@ -316,6 +344,7 @@ out:
 			ps_worker_join(workers[i]);
 		}
 	}
+	cm_tls_fini(); /* before ps_rpc_free() ends NNG */
 	ps_rpc_free(rpc);
 	for (int i = 0; workers != NULL && i < n; i++) {
 		ps_worker_free(workers[i]);
@@ -336,6 +365,7 @@ main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "serve";
 	char        err[512];
+	int         rv;
 
 	if (cm_cfg_cli(argc, argv, SUMMARY, opts, NOPTS)) {
 		return 0;
@@ -361,7 +391,10 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (strcmp(cmd, "migrate") == 0) {
-		return ps_migrate_run(cfg.database_url) == CM_OK ? 0 : 1;
+		rv = ps_migrate_run(cfg.database_url) == CM_OK ? 0 : 1;
+	} else {
+		rv = serve();
 	}
-	return serve();
+	cm_tls_fini(); /* the files loaded by finish_config(), on every path */
+	return rv;
 }

@@ -21,6 +21,7 @@
 
 #include "cm.h"
 #include "cm_log.h"
+#include "cm_tls.h"
 #include "ps.h"
 
 typedef struct slot {
@@ -236,13 +237,15 @@ drop:
 	nng_ctx_recv(s->ctx, s->aio);
 }
 
-/* Opens the rep0 socket and listens on url. Returns CM_OK with *out, or
- * CM_EINVAL (logged, naming PRODUCT_LISTEN) / CM_ENOMEM. */
+/* Opens the rep0 socket and listens on url, with TLS when url is
+ * tls+tcp:// (cm_tls_setup() checked the settings). Returns CM_OK with *out,
+ * or CM_EINVAL (logged, naming PRODUCT_LISTEN) / CM_ENOMEM. */
 int
 ps_rpc_open(const char *url, ps_rpc **out)
 {
-	ps_rpc *rpc = calloc(1, sizeof(*rpc));
-	int     rv;
+	ps_rpc      *rpc = calloc(1, sizeof(*rpc));
+	nng_listener l;
+	int          rv;
 
 	if (rpc == NULL) {
 		return CM_ENOMEM;
@@ -254,7 +257,11 @@ ps_rpc_open(const char *url, ps_rpc **out)
 		return CM_EINTERNAL;
 	}
 	rpc->open = 1;
-	if ((rv = nng_listen(rpc->sock, url, NULL, 0)) != 0) {
+	/* Created, then given its TLS configuration (tls+tcp:// only: the
+	 * gateways' certificates are required), then started. */
+	if ((rv = nng_listener_create(&l, rpc->sock, url)) != 0 ||
+	    (rv = cm_tls_listener_apply(l, url)) != 0 ||
+	    (rv = nng_listener_start(l, 0)) != 0) {
 		CM_ERROR("PS-RPC-LISTEN", NULL, "PRODUCT_LISTEN=%s: %s", url,
 		    nng_strerror(rv));
 		ps_rpc_free(rpc);
