@@ -28,6 +28,11 @@ endif
 VERSION  := 0.1.0
 GIT_REV  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 CFLAGS_BASE += -DCM_VERSION='"$(VERSION)"' -DCM_GIT_REV='"$(GIT_REV)"'
+# The files that print the revision depend on a stamp that changes only
+# when the revision does, so an incremental build never mixes two.
+REV_STAMP := $(BUILD)/gen/git-rev
+REV_USERS := gateway/gw_main.c gateway/gw_metrics.c \
+	services/product/ps_main.c services/product/ps_metrics.c
 
 INCLUDES := -Icommon -I$(BUILD)/gen -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 CFLAGS   += $(CFLAGS_BASE) $(INCLUDES) -MMD -MP
@@ -79,6 +84,13 @@ $(BUILD)/gen/ps_migrations.c: $(MIGRATIONS) scripts/embed-sql.sh
 $(BUILD)/gen/ps_migrations.o: $(BUILD)/gen/ps_migrations.c
 	$(CC) $(CFLAGS) -Iservices/product -c -o $@ $<
 
+.PHONY: FORCE
+$(REV_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(GIT_REV)' | cmp -s - $@ 2>/dev/null || echo '$(GIT_REV)' > $@
+$(patsubst %.c,$(BUILD)/obj/%.o,$(REV_USERS)): $(REV_STAMP)
+$(BUILD)/tests/test_gw_metrics $(BUILD)/tests/test_ps_metrics: $(REV_STAMP)
+
 $(BUILD)/obj/%.o: %.c | $(PB_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -97,10 +109,11 @@ $(BUILD)/tests/test_cm_%: common/tests/test_cm_%.c $(COMMON_O)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS_COMMON)
 $(BUILD)/tests/test_gw_%: gateway/tests/test_gw_%.c $(GW_O) $(COMMON_O)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Igateway $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS_GW)
+	$(CC) $(CFLAGS) -Igateway $(LDFLAGS) -o $@ $(filter %.c %.o,$^) -lcmocka $(LDLIBS_GW)
 $(BUILD)/tests/test_ps_%: services/product/tests/test_ps_%.c $(PS_O) $(COMMON_O)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iservices/product $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS_PS)
+	$(CC) $(CFLAGS) -Iservices/product $(LDFLAGS) -o $@ $(filter %.c %.o,$^) -lcmocka \
+		$(LDLIBS_PS)
 $(BUILD)/tests/test_%: tests/integration/test_%.c $(ITEST_LIB) $(wildcard tests/integration/*.h) $(COMMON_O)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/integration $(LDFLAGS) -o $@ $(filter %.c %.o,$^) -lcmocka -ljson-c -lpq -lhiredis -lmbedcrypto $(LDLIBS_COMMON)
