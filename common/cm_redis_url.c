@@ -18,6 +18,53 @@ copy_part(char *dst, size_t cap, const char *s, size_t n)
 }
 
 static int
+hex_digit(char c)
+{
+	if (c >= '0' && c <= '9') {
+		return c - '0';
+	}
+	if (c >= 'a' && c <= 'f') {
+		return c - 'a' + 10;
+	}
+	if (c >= 'A' && c <= 'F') {
+		return c - 'A' + 10;
+	}
+	return -1;
+}
+
+/* copy_part() for the user info, which may carry percent-encoded bytes
+ * (RFC 3986: a password with '/', '?', '#', '@' or ':' must be written
+ * as %2F, %3F, %23, %40, %3A). A bad escape or an encoded NUL is refused. */
+static int
+copy_decoded(char *dst, size_t cap, const char *s, size_t n)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int c = (unsigned char) s[i];
+		if (c == '%') {
+			int hi, lo;
+			if (i + 2 >= n) {
+				return CM_EINVAL;
+			}
+			hi = hex_digit(s[i + 1]);
+			lo = hex_digit(s[i + 2]);
+			if (hi < 0 || lo < 0 || (hi | lo) == 0) {
+				return CM_EINVAL;
+			}
+			c = hi * 16 + lo;
+			i += 2;
+		}
+		if (o + 1 >= cap) {
+			return CM_EINVAL;
+		}
+		dst[o++] = (char) c;
+	}
+	dst[o] = '\0';
+	return CM_OK;
+}
+
+static int
 parse_uint(const char *s, size_t n, long max, long *out)
 {
 	long v = 0;
@@ -65,13 +112,14 @@ cm_redis_url_parse(const char *url, cm_redis_url *out)
 	if (at != NULL) {
 		const char *colon = memchr(p, ':', (size_t) (at - p));
 		if (colon != NULL) {
-			if (copy_part(out->user, sizeof(out->user), p,
+			if (copy_decoded(out->user, sizeof(out->user), p,
 			        (size_t) (colon - p)) != CM_OK ||
-			    copy_part(out->pass, sizeof(out->pass), colon + 1,
+			    copy_decoded(out->pass, sizeof(out->pass),
+			        colon + 1,
 			        (size_t) (at - colon - 1)) != CM_OK) {
 				return CM_EINVAL;
 			}
-		} else if (copy_part(out->pass, sizeof(out->pass), p,
+		} else if (copy_decoded(out->pass, sizeof(out->pass), p,
 		               (size_t) (at - p)) != CM_OK) {
 			return CM_EINVAL;
 		}

@@ -85,6 +85,28 @@ test_redis_url_user_and_password(void **state)
 }
 
 static void
+test_redis_url_percent_encoded(void **state)
+{
+	cm_redis_url u;
+
+	(void) state;
+	/* base64 passwords carry '/' and '+'; '/' must be written %2F */
+	assert_int_equal(
+	    cm_redis_url_parse("redis://app%3Ax:a%2Fb%3f%23c%25+@h/3", &u),
+	    CM_OK);
+	assert_string_equal(u.user, "app:x");
+	assert_string_equal(u.pass, "a/b?#c%+");
+	assert_string_equal(u.host, "h");
+	assert_int_equal(u.db, 3);
+	/* bad escapes and an encoded NUL are refused */
+	assert_int_equal(cm_redis_url_parse("redis://:a%2@h", &u), CM_EINVAL);
+	assert_int_equal(cm_redis_url_parse("redis://:a%zz@h", &u), CM_EINVAL);
+	assert_int_equal(
+	    cm_redis_url_parse("redis://:a%00b@h", &u), CM_EINVAL);
+	assert_int_equal(cm_redis_url_parse("redis://:%@h", &u), CM_EINVAL);
+}
+
+static void
 test_redis_url_ipv6(void **state)
 {
 	cm_redis_url u;
@@ -151,6 +173,7 @@ main(void)
 	    cmocka_unit_test(test_redis_url_password_only),
 	    cmocka_unit_test(test_redis_url_user_and_password),
 	    cmocka_unit_test(test_redis_url_rejects_bad),
+	    cmocka_unit_test(test_redis_url_percent_encoded),
 	    cmocka_unit_test(test_redis_url_ipv6),
 	    cmocka_unit_test(test_redis_url_rejects_long_parts),
 	};
