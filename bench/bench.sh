@@ -94,6 +94,10 @@ export LOG_LEVEL=${LOG_LEVEL:-warn}
 # benchmark measures a healthy Redis, so it allows a stall of a second; a
 # Redis that is really gone still fails writes, and the run with them.
 export PRODUCT_REDIS_TIMEOUT_MS=${PRODUCT_REDIS_TIMEOUT_MS:-1000}
+# Admin listeners on loopback ports of their own (the defaults, 0.0.0.0:9090
+# and :9100, are shared through SO_REUSEPORT with any other stack here).
+export GATEWAY_ADMIN_LISTEN=${GATEWAY_ADMIN_LISTEN:-127.0.0.1:0}
+export PRODUCT_ADMIN_LISTEN=${PRODUCT_ADMIN_LISTEN:-127.0.0.1:0}
 
 BIN=$BUILD/bin
 BBIN=$BUILD/bench

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -205,6 +206,32 @@ log_access(const hreq *h, int status, int64_t us, size_t bytes, int gone)
 	cm_log_fields(CM_LOG_INFO, "GW-ACCESS", h->reqid, f, n);
 }
 
+/* Adds Date, which evhttp would otherwise format with strftime() for
+ * every reply: the text changes once a second, so each loop thread keeps
+ * it (RFC 9110 IMF-fixdate, English names whatever the locale). */
+static void
+add_date(hreq *h)
+{
+	static const char days[7][4] = {
+	    "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May",
+	    "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	static __thread time_t sec = -1;
+	static __thread char   date[40];
+	time_t                 now = time(NULL);
+
+	if (now != sec) {
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		snprintf(date, sizeof(date),
+		    "%s, %02d %s %d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+		    tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
+		    tm.tm_hour, tm.tm_min, tm.tm_sec);
+		sec = now;
+	}
+	add_header(h, "Date", date);
+}
+
 /* Sends the reply (headers and whatever is in the output buffer), records
  * the request's metrics, writes the access line and frees h. The request
  * stops counting as pending once its reply is written out, so that a
@@ -224,6 +251,7 @@ finish(hreq *h, int status)
 	if (srv->draining || gw_drain_unready()) {
 		add_header(h, "Connection", "close");
 	}
+	add_date(h);
 	if (!gone) {
 		/* evhttp handles one request per connection at a time, so
 		 * exactly one of these two ends this request. */
