@@ -54,8 +54,7 @@ typedef struct hreq {
 	int                    retries;
 	gw_body               *body;     /* POST, PUT, PATCH: the input */
 	int32_t                if_match; /* if_match_version to send */
-	int                    has_idem;
-	char                   idem[GW_IDEM_KEY_MAX + 1];
+	const char            *idem;     /* in the input headers: no copy */
 	char                   reqid[65];
 	char                   path[LOG_PATH_MAX + 4];
 	char                   replica[LOG_NAME_MAX + 4];
@@ -597,7 +596,7 @@ start_rpc(hreq *h, Catalog__Method m, int timeout_ms)
 	r.if_none_match_version = gw_inm_hint(&h->inm);
 	r.input = h->body != NULL ? &h->body->input : NULL;
 	r.if_match_version = h->if_match;
-	r.idempotency_key = h->has_idem ? h->idem : NULL;
+	r.idempotency_key = h->idem;
 	r.traceparent = h->traceparent;
 	if ((rv = gw_rpc_call(h->srv->rpc, &r, on_rpc, h)) != CM_OK) {
 		CM_ERROR("GW-RPC-START", h->reqid, "cannot start an RPC: %s",
@@ -647,8 +646,7 @@ read_idem(hreq *h)
 		    "characters without spaces");
 		return -1;
 	}
-	snprintf(h->idem, sizeof(h->idem), "%s", key);
-	h->has_idem = 1;
+	h->idem = key;
 	return 0;
 }
 
