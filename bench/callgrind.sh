@@ -23,7 +23,8 @@
 # inclusive) and summary.txt (Ir/request per process and each one's top
 # functions per request), which it also prints.
 #
-# Knobs: RUN_S (20), WARM (15), CONNS (16), PRODUCTS (2000), TOP (12),
+# Knobs: RUN_S (20), WARM (15), CONNS (16), PRODUCTS (2000), HOT (1000: ids
+# the hot scenario asks; fewer for CONNS=1, whose warm-up is slow), TOP (12),
 # OUT. Only Ir (instructions) is counted: time in the kernel (syscalls,
 # loopback TCP) is invisible to callgrind, and so is Redis.
 set -uo pipefail
@@ -41,7 +42,7 @@ WARM=${WARM:-15}
 CONNS=${CONNS:-16}
 PRODUCTS=${PRODUCTS:-2000}
 TOP=${TOP:-12}
-HOT_IDS=1000
+HOT_IDS=${HOT:-1000}
 OUT=${OUT:-$BUILD/callgrind/$(date -u +%Y%m%dT%H%M%SZ)}
 BIN=$BUILD/bin
 BBIN=$BUILD/bench
