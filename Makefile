@@ -165,6 +165,15 @@ bench-smoke: bench-deps
 	@$(MAKE) --no-print-directory bench-bin
 	@BUILD=$(BUILD) bash bench/bench.sh smoke
 
+# make profile: instructions per hot GET of the gateway and a replica, and
+# of the bare HTTP and NNG programs, under valgrind's callgrind
+# (bench/callgrind.sh; $(BUILD)/callgrind/<timestamp>/summary.txt).
+.PHONY: profile
+profile:
+	@WITH_PROFILE=1 bash deploy/install-deps.sh
+	@$(MAKE) --no-print-directory bench-bin
+	@BUILD=$(BUILD) bash bench/callgrind.sh
+
 # make test runs the smoke benchmark so that it cannot rot; under the
 # sanitizers the figures would mean nothing and the stack runs several
 # times slower, so it is left to the normal build.

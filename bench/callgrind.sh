@@ -185,6 +185,14 @@ for line in open(path):
     if fm:
         what = "%s (%s)" % (fm.group(2), fm.group(3).rsplit("/", 1)[-1])
     rows[part].append((ir, what))
+# After a zero, callgrind_annotate shows the functions that were on a
+# thread's stack then (thread entries, event loops) with their whole
+# inclusive cost as exclusive: leave those out of the exclusive list.
+incl = dict((w, ir) for ir, w in rows["inclusive"])
+roots = re.compile(r"^(clone|start_thread|event_base_\w+|worker_main|"
+                   r"thread_main|loop_main|0x[0-9a-f]+) ")
+rows["exclusive"] = [(ir, w) for ir, w in rows["exclusive"]
+                     if not (roots.match(w) and incl.get(w) == ir)]
 print("== %s: %d requests, %.0f Ir/request" % (name, n, total / n))
 for part in ("exclusive", "inclusive"):
     print("  top %s (Ir/request):" % part)

@@ -18,6 +18,9 @@ if [ "${WITH_CONTAINERS:-0}" = 1 ]; then
 	PKGS+=(podman runc netavark aardvark-dns iptables podman-compose
 		debootstrap)
 fi
+if [ "${WITH_PROFILE:-0}" = 1 ]; then
+	PKGS+=(valgrind) # make profile (bench/callgrind.sh)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
