@@ -160,6 +160,8 @@ fi
 mkdir -p "$BBIN" "$RESULTS" || exit 1
 for old in "$BBIN"/run.*; do
 	[ -d "$old" ] || continue
+	# A failed run's logs stay until someone removes them.
+	[ -f "$old/KEPT" ] && continue
 	pidf=$old/pg/data/postmaster.pid
 	if [ -f "$pidf" ] && kill -0 "$(head -n 1 "$pidf")" 2>/dev/null; then
 		continue
@@ -232,6 +234,7 @@ cleanup() {
 				tail -n 15 "$f" >&2
 			done
 		fi
+		[ "$rc" -ne 0 ] && : >"$TMP/KEPT"
 		echo "bench: scratch folder and logs kept in $TMP" >&2
 	fi
 	exit "$rc"
@@ -455,11 +458,11 @@ run_wrk() {
 	WRK_RES=${line#BENCH_RESULT }
 }
 
-# check_run JSON SCENARIO WHAT: fails loudly on socket errors and
-# unexpected statuses.
+# check_run JSON SCENARIO WHAT [warmup]: fails loudly on socket errors and
+# unexpected statuses (and, but for a warm-up, on no request at all).
 check_run() {
 	local why
-	why=$("$PY" "$REPORT" check "$2" <<<"$1") || {
+	why=$("$PY" "$REPORT" check "$2" ${4:+"$4"} <<<"$1") || {
 		FAILURES+=("$3: $why")
 		echo "bench: FAILED: $3: $why" >&2
 		return 1
@@ -519,7 +522,7 @@ scenario() {
 	run_wrk "$scen" "$url" "$WARMUP" 0.5 "$out.warmup" ||
 		die "warm-up $sys $scen"
 	warm=$WRK_RES
-	check_run "$warm" "$scen" "warm-up $sys $scen" || return 0
+	check_run "$warm" "$scen" "warm-up $sys $scen" warmup || return 0
 	if [ "$scen" = cold ]; then
 		# Every id once: at the rate the warm-up saw, the measured run
 		# may ask at most half the products (the measured rate can be
@@ -660,7 +663,7 @@ for sys in ours $([ "$PEER" = 1 ] && echo peer); do
 	run_wrk zipf "$url" "$first" 0 "$TMP/wrk-$sys-first" ||
 		die "first warm-up of $sys"
 	res=$WRK_RES
-	check_run "$res" zipf "first warm-up of $sys" ||
+	check_run "$res" zipf "first warm-up of $sys" warmup ||
 		die "first warm-up of $sys failed"
 	say "warmed up $sys for $first s: $("$PY" "$REPORT" brief <<<"$res")"
 done
