@@ -1404,6 +1404,11 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
  * after each reply. Pieces that do not fit are malloc'ed and freed with
  * it. Sanitizer builds use plain malloc, which ASan can watch. */
 #define ARENA_BYTES (16 * 1024)
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA_ON 0
+#else
+#define ARENA_ON 1
+#endif
 
 typedef struct arena_big {
 	struct arena_big *next;
@@ -1453,9 +1458,9 @@ arena_free(void *data, void *p)
 static ProtobufCAllocator *
 arena_take(void)
 {
-#if defined(__SANITIZE_ADDRESS__)
-	return NULL;
-#else
+	if (!ARENA_ON) {
+		return NULL;
+	}
 	if (loop_arena == NULL) {
 		if ((loop_arena = calloc(1, sizeof(*loop_arena))) == NULL) {
 			return NULL;
@@ -1469,7 +1474,6 @@ arena_take(void)
 	}
 	loop_arena->busy = 1;
 	return &loop_arena->pb;
-#endif
 }
 
 static void
