@@ -191,6 +191,7 @@ struct gw_rpc {
 	long               n_eps, n_healthy; /* this loop's share of gauges */
 	int                open_rv; /* first endpoint open error, at start */
 	char               open_err[256];
+	struct arena      *arena; /* deliver()'s decoding, NULL until used */
 };
 
 static int  dispatch(call *c);
@@ -1400,7 +1401,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 /* Decoding a reply allocates a struct or a string for nearly every field,
  * and freeing it walks them all again: about a tenth of the gateway's
  * work on a hit. A reply is used only while deliver() runs, so its
- * pieces come from the loop thread's arena, a bump allocator emptied
+ * pieces come from the loop's arena (rpc->arena), a bump allocator emptied
  * after each reply. Pieces that do not fit are malloc'ed and freed with
  * it. Sanitizer builds use plain malloc, which ASan can watch. */
 #define ARENA_BYTES (16 * 1024)
@@ -1422,8 +1423,6 @@ typedef struct arena {
 	ProtobufCAllocator pb;
 	max_align_t        mem[ARENA_BYTES / sizeof(max_align_t)];
 } arena;
-
-static __thread arena *loop_arena;
 
 static void *
 arena_alloc(void *data, size_t size)
@@ -1453,27 +1452,30 @@ arena_free(void *data, void *p)
 	(void) p; /* everything goes at once, in arena_release() */
 }
 
-/* The arena for one reply, or NULL (use malloc): sanitizers, no memory,
- * or the arena already holds a reply being delivered. */
+/* rpc's arena for one reply, or NULL (use malloc): sanitizers, no
+ * memory, or the arena already holds a reply being delivered. */
 static ProtobufCAllocator *
-arena_take(void)
+arena_take(gw_rpc *rpc)
 {
+	arena *a = rpc->arena;
+
 	if (!ARENA_ON) {
 		return NULL;
 	}
-	if (loop_arena == NULL) {
-		if ((loop_arena = calloc(1, sizeof(*loop_arena))) == NULL) {
+	if (a == NULL) {
+		if ((a = calloc(1, sizeof(*a))) == NULL) {
 			return NULL;
 		}
-		loop_arena->pb.alloc = arena_alloc;
-		loop_arena->pb.free = arena_free;
-		loop_arena->pb.allocator_data = loop_arena;
+		a->pb.alloc = arena_alloc;
+		a->pb.free = arena_free;
+		a->pb.allocator_data = a;
+		rpc->arena = a;
 	}
-	if (loop_arena->busy) {
+	if (a->busy) {
 		return NULL;
 	}
-	loop_arena->busy = 1;
-	return &loop_arena->pb;
+	a->busy = 1;
+	return &a->pb;
 }
 
 static void
@@ -1530,7 +1532,7 @@ deliver(flight *f, nng_msg *msg)
 	endpoint            *ep = f->ep;
 	int64_t              sent = f->sent_us;
 	int                  failed = 0, draining = 0;
-	ProtobufCAllocator  *pb = arena_take();
+	ProtobufCAllocator  *pb = arena_take(f->rpc);
 
 	rep = catalog__batch_reply__unpack(
 	    pb, nng_msg_len(msg), nng_msg_body(msg));
@@ -2021,5 +2023,6 @@ gw_rpc_free(gw_rpc *rpc)
 		event_free(rpc->wake);
 	}
 	pthread_mutex_destroy(&rpc->mu);
+	free(rpc->arena); /* released after each reply: no big pieces */
 	free(rpc);
 }
