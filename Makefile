@@ -2,7 +2,8 @@
 #
 #   make            build bin/gateway and bin/product-service
 #   make run        the whole stack on loopback (deploy/run-local.sh)
-#   make test       unit tests, then integration tests on real Redis/PostgreSQL
+#   make test       unit tests, then integration tests on real Redis/PostgreSQL,
+#                   then the smoke benchmark (make bench-smoke)
 #   make SANITIZE=1 test   the same under ASan and UBSan
 #   make fmt | lint | clean
 
@@ -125,7 +126,8 @@ run: deps all
 	@BUILD=$(BUILD) bash deploy/run-local.sh
 
 test: deps
-	@$(MAKE) --no-print-directory test-unit k8s-check test-integration
+	@$(MAKE) --no-print-directory test-unit k8s-check test-integration \
+		test-bench
 
 test-unit: $(UNIT_BIN) openapi-check
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -168,8 +170,7 @@ $(BUILD)/bench/bare_nng: bench/bare_nng.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lnng -pthread
 
-bench-deps:
-	@WITH_BENCH=1 bash deploy/install-deps.sh
+bench-deps: deps
 
 bench-bin: all $(BENCH_BIN)
 
@@ -180,6 +181,28 @@ bench: bench-deps
 bench-smoke: bench-deps
 	@$(MAKE) --no-print-directory bench-bin
 	@BUILD=$(BUILD) bash bench/bench.sh smoke
+
+# make profile: instructions per hot GET of the gateway and a replica, and
+# of the bare HTTP and NNG programs, under valgrind's callgrind
+# (bench/callgrind.sh; $(BUILD)/callgrind/<timestamp>/summary.txt).
+.PHONY: profile
+profile:
+	@WITH_PROFILE=1 bash deploy/install-deps.sh
+	@$(MAKE) --no-print-directory bench-bin
+	@BUILD=$(BUILD) bash bench/callgrind.sh
+
+# make test runs the smoke benchmark so that it cannot rot; under the
+# sanitizers the figures would mean nothing and the stack runs several
+# times slower, so it is left to the normal build.
+.PHONY: test-bench
+ifeq ($(SANITIZE),1)
+test-bench:
+	@echo "bench-smoke: skipped under SANITIZE=1 (ASan/UBSan builds are" \
+		"too slow for load figures; make test runs it)"
+else
+test-bench: bench-bin
+	@BUILD=$(BUILD) bash bench/bench.sh smoke
+endif
 
 # make top: request rate, 5xx share, p99 and cache hit ratio of the
 # gateway that `make run` started, scraped from its admin /metrics every

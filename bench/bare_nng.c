@@ -16,6 +16,7 @@
  * warm-up it counts for SECONDS seconds and prints one line:
  *
  *   BARE_NNG rps=<round trips/s> p50_us=<n> p99_us=<n> errors=<n>
+ *            total=<round trips, warm-up included>
  *
  * and exits 1 when any send or receive failed.
  */
@@ -54,6 +55,7 @@ static size_t    msg_bytes;
 static volatile int stopping;
 static volatile int measuring;
 static uint64_t     n_done;
+static uint64_t     n_total; /* warm-up included (bench/callgrind.sh) */
 static uint64_t     n_errors;
 static uint32_t    *samples;
 static uint64_t     n_samples;
@@ -167,6 +169,7 @@ client_cb(void *arg)
 		return;
 	}
 	nng_msg_free(nng_aio_get_msg(c->aio));
+	__atomic_fetch_add(&n_total, 1, __ATOMIC_RELAXED);
 	if (measuring) {
 		uint64_t us = (now_ns() - c->sent_ns) / 1000u;
 		uint64_t i =
@@ -292,10 +295,11 @@ run_client(const char *url, long n_socks, long seconds)
 	}
 	qsort(samples, (size_t) n, sizeof(*samples), cmp_u32);
 	secs = (double) (t1 - t0) / 1e9;
-	printf("BARE_NNG rps=%.0f p50_us=%u p99_us=%u errors=%llu\n",
+	printf(
+	    "BARE_NNG rps=%.0f p50_us=%u p99_us=%u errors=%llu total=%llu\n",
 	    (double) n_done / secs, n > 0 ? samples[n / 2] : 0,
-	    n > 0 ? samples[(n * 99) / 100] : 0,
-	    (unsigned long long) n_errors);
+	    n > 0 ? samples[(n * 99) / 100] : 0, (unsigned long long) n_errors,
+	    (unsigned long long) __atomic_load_n(&n_total, __ATOMIC_RELAXED));
 	fflush(stdout);
 	/* No nng_close(): with nng 1.5 it can hang on a req socket whose
 	 * contexts were stopped mid-request (seen here about once in 20

@@ -4,23 +4,25 @@
 set -euo pipefail
 
 # Tests also use dnsmasq-base (a DNS server for the discovery test),
-# prometheus (promtool checks the metrics) and iproute2 (network
-# namespaces for the network-cut test). libmbedtls-dev: common/cm_tls.c
-# checks certificates with the mbedTLS that NNG's TLS engine uses; openssl
-# makes the throw-away certificates of test_tls.
+# prometheus (promtool checks the metrics), iproute2 (network namespaces
+# for the network-cut test), and for the smoke benchmark in make test wrk,
+# gnuplot-nox, python3 and redis-tools (redis-benchmark). libmbedtls-dev:
+# common/cm_tls.c checks certificates with the mbedTLS that NNG's TLS
+# engine uses; openssl makes the throw-away certificates of test_tls.
 
 PKGS=(build-essential pkg-config libevent-dev libhiredis-dev libpq-dev
 	libjson-c-dev libprotobuf-c-dev protobuf-c-compiler libnng-dev
-	libmbedtls-dev openssl libcmocka-dev redis-server postgresql postgresql-contrib curl
-	dnsmasq-base prometheus iproute2)
+	libmbedtls-dev openssl libcmocka-dev redis-server postgresql
+	postgresql-contrib curl dnsmasq-base prometheus iproute2 wrk gnuplot-nox
+	python3 redis-tools)
 if [ "${WITH_CONTAINERS:-0}" = 1 ]; then
 	# podman with runc (this sandbox refuses crun's cgroup mode); netavark,
 	# aardvark-dns and iptables are only recommends, so name them.
 	PKGS+=(podman runc netavark aardvark-dns iptables podman-compose
 		debootstrap)
 fi
-if [ "${WITH_BENCH:-0}" = 1 ]; then
-	PKGS+=(wrk gnuplot-nox python3 redis-tools)
+if [ "${WITH_PROFILE:-0}" = 1 ]; then
+	PKGS+=(valgrind) # make profile (bench/callgrind.sh)
 fi
 
 missing=()

@@ -216,6 +216,9 @@ void gw_buf_adds(gw_buf *b, const char *s);
 size_t gw_utf8_len(const unsigned char *s, size_t len);
 
 void gw_json_string(gw_buf *b, const char *s);
+/* Writes us as "YYYY-MM-DDTHH:MM:SSZ" into out; returns 20, or 0 (out
+ * untouched) outside the years 1970 to 9999. */
+size_t gw_json_time(int64_t us, char out[21]);
 
 /* Each appends one JSON document to b and returns b->err. */
 int gw_json_product(gw_buf *b, const Catalog__Product *p);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -59,8 +60,7 @@ typedef struct hreq {
 	int                    retries;
 	gw_body               *body;     /* POST, PUT, PATCH: the input */
 	int32_t                if_match; /* if_match_version to send */
-	int                    has_idem;
-	char                   idem[GW_IDEM_KEY_MAX + 1];
+	const char            *idem;     /* in the input headers: no copy */
 	char                   reqid[65];
 	char                   path[LOG_PATH_MAX + 4];
 	char                   replica[LOG_NAME_MAX + 4];
@@ -212,6 +212,32 @@ log_access(const hreq *h, int status, int64_t us, size_t bytes, int gone)
 	cm_log_fields(CM_LOG_INFO, "GW-ACCESS", h->reqid, f, n);
 }
 
+/* Adds Date, which evhttp would otherwise format with strftime() for
+ * every reply: the text changes once a second, so each loop thread keeps
+ * it (RFC 9110 IMF-fixdate, English names whatever the locale). */
+static void
+add_date(hreq *h)
+{
+	static const char days[7][4] = {
+	    "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May",
+	    "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	static __thread time_t sec = -1;
+	static __thread char   date[40];
+	time_t                 now = time(NULL);
+
+	if (now != sec) {
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		snprintf(date, sizeof(date),
+		    "%s, %02d %s %d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+		    tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
+		    tm.tm_hour, tm.tm_min, tm.tm_sec);
+		sec = now;
+	}
+	add_header(h, "Date", date);
+}
+
 /* Sends the reply (headers and whatever is in the output buffer), records
  * the request's metrics, writes the access line and frees h. The request
  * stops counting as pending once its reply is written out, so that a
@@ -231,6 +257,7 @@ finish(hreq *h, int status)
 	if (srv->draining || gw_drain_unready()) {
 		add_header(h, "Connection", "close");
 	}
+	add_date(h);
 	if (!gone) {
 		/* evhttp handles one request per connection at a time, so
 		 * exactly one of these two ends this request. */
@@ -579,7 +606,7 @@ start_rpc(hreq *h, Catalog__Method m, int timeout_ms)
 	r.if_none_match_version = gw_inm_hint(&h->inm);
 	r.input = h->body != NULL ? &h->body->input : NULL;
 	r.if_match_version = h->if_match;
-	r.idempotency_key = h->has_idem ? h->idem : NULL;
+	r.idempotency_key = h->idem;
 	r.traceparent = h->traceparent;
 	if ((rv = gw_rpc_call(h->srv->rpc, &r, on_rpc, h)) != CM_OK) {
 		CM_ERROR("GW-RPC-START", h->reqid, "cannot start an RPC: %s",
@@ -629,8 +656,7 @@ read_idem(hreq *h)
 		    "characters without spaces");
 		return -1;
 	}
-	snprintf(h->idem, sizeof(h->idem), "%s", key);
-	h->has_idem = 1;
+	h->idem = key;
 	return 0;
 }
 

@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "cm.h"
 #include "gw.h"
 
 /* 2026-11-28T05:00:00Z */
@@ -258,6 +259,55 @@ test_json_buf_grows(void **state)
 	gw_buf_fini(&b); /* twice is harmless */
 }
 
+/* gw_json_time() must write what gmtime_r() and strftime() write, over
+ * leap years, century rules and every time of day; outside 1970..9999 it
+ * declines and the caller falls back to them. */
+static void
+test_json_time_matches_strftime(void **state)
+{
+	static const int64_t S = 1000000;
+	static const int64_t edges[] = {0, 951782400, 951868800, 4107542400,
+	    4107456000, 253402300799, 1795842000, 68256000, 2147483647,
+	    2147483648};
+	char                 got[32], want[32];
+	(void) state;
+	/* every day of 1970..2100 at a moving time of day, and each edge */
+	for (int64_t t = 0; t < 4133980800; t += 86400 + 3607) {
+		assert_int_equal(gw_json_time(t * S + 999999, got), 20);
+		cm_fmt_rfc3339(t * S + 999999, want, sizeof(want));
+		assert_string_equal(got, want);
+	}
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+		assert_int_equal(gw_json_time(edges[i] * S, got), 20);
+		cm_fmt_rfc3339(edges[i] * S, want, sizeof(want));
+		assert_string_equal(got, want);
+	}
+	assert_int_equal(gw_json_time(-1 * S, got), 0);
+	assert_int_equal(gw_json_time(253402300800 * S, got), 0);
+	assert_int_equal(gw_json_time(INT64_MIN, got), 0);
+	assert_int_equal(gw_json_time(INT64_MAX, got), 0);
+}
+
+static void
+test_json_integers_exact(void **state)
+{
+	Catalog__Product p;
+	gw_buf           b;
+	(void) state;
+	product(&p, 0);
+	p.price_cents = INT64_MIN;
+	p.stock = -1;
+	p.version = 2147483647;
+	gw_buf_init(&b);
+	gw_json_product(&b, &p);
+	assert_non_null(strstr(b.data, "{\"id\":0,"));
+	assert_non_null(
+	    strstr(b.data, "\"price_cents\":-9223372036854775808,"));
+	assert_non_null(strstr(b.data, "\"stock\":-1,"));
+	assert_non_null(strstr(b.data, "\"version\":2147483647,"));
+	gw_buf_fini(&b);
+}
+
 int
 main(void)
 {
@@ -275,6 +325,8 @@ main(void)
 	    cmocka_unit_test(test_json_problem_default_detail),
 	    cmocka_unit_test(test_json_problem_fields_lists_errors),
 	    cmocka_unit_test(test_json_buf_grows),
+	    cmocka_unit_test(test_json_time_matches_strftime),
+	    cmocka_unit_test(test_json_integers_exact),
 	};
 	int rv = cmocka_run_group_tests(tests, NULL, NULL);
 	gw_buf_fini(&strbuf);
