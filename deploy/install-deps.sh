@@ -5,12 +5,15 @@ set -euo pipefail
 
 # Tests also use dnsmasq-base (a DNS server for the discovery test),
 # prometheus (promtool checks the metrics) and iproute2 (network
-# namespaces for the network-cut test).
+# namespaces for the network-cut test). make fuzz builds with clang and
+# links libFuzzer (libclang_rt.fuzzer), which Debian 12 ships in
+# libclang-rt-14-dev: clang only recommends it, and recommends are not
+# installed here.
 
 PKGS=(build-essential pkg-config libevent-dev libhiredis-dev libpq-dev
 	libjson-c-dev libprotobuf-c-dev protobuf-c-compiler libnng-dev
 	libcmocka-dev redis-server postgresql postgresql-contrib curl
-	dnsmasq-base prometheus iproute2)
+	dnsmasq-base prometheus iproute2 clang libclang-rt-14-dev)
 if [ "${WITH_CONTAINERS:-0}" = 1 ]; then
 	# podman with runc (this sandbox refuses crun's cgroup mode); netavark,
 	# aardvark-dns and iptables are only recommends, so name them.
