@@ -58,6 +58,25 @@ ITEST_SRC := $(wildcard tests/integration/test_*.c)
 ITEST_LIB := $(filter-out $(ITEST_SRC),$(wildcard tests/integration/*.c))
 ITEST_BIN := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(ITEST_SRC)))
 
+# Fuzz targets (the fuzz section below says more).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS    ?= 1
+FUZZ_BUILD   ?= build-fuzz
+include fuzz/targets.mk
+FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_BINS    := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
+FUZZ_REPLAY  := $(addprefix $(BUILD)/fuzz/replay_,$(FUZZ_TARGETS))
+FUZZ_HDRS    := $(wildcard common/*.h gateway/*.h services/product/*.h \
+	fuzz/*.h)
+FUZZ_CFLAGS  := -std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra \
+	-Werror -Wshadow -Wno-missing-field-initializers -D_GNU_SOURCE \
+	-pthread -DCM_TEST_HOOKS=1 -DCM_VERSION='"$(VERSION)"' \
+	-DCM_GIT_REV='"$(GIT_REV)"' -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined -Icommon -Igateway -Iservices/product \
+	-Ifuzz -I$(FUZZ_BUILD)/gen
+FUZZ_INC     := -Igateway -Iservices/product -Ifuzz
+
 .SECONDARY: $(PB_C) $(PB_H) $(BUILD)/gen/ps_migrations.c
 .PHONY: all run test test-unit test-integration deps fmt lint clean bench
 all: $(BIN)/gateway $(BIN)/product-service
@@ -220,23 +239,6 @@ k8s-check: $(BIN)/gateway $(BIN)/product-service
 #                                new code to fuzz/corpus/<name>/ (minimised)
 # make test replays every corpus and regression through the same targets
 # built with $(CC) (fuzz/replay.c), and under SANITIZE=1 sanitized.
-FUZZ_CC      ?= clang
-FUZZ_SECONDS ?= 60
-FUZZ_JOBS    ?= 1
-FUZZ_BUILD   ?= build-fuzz
-include fuzz/targets.mk
-FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
-FUZZ_BINS    := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
-FUZZ_REPLAY  := $(addprefix $(BUILD)/fuzz/replay_,$(FUZZ_TARGETS))
-FUZZ_HDRS    := $(wildcard common/*.h gateway/*.h services/product/*.h \
-	fuzz/*.h)
-FUZZ_CFLAGS  := -std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra \
-	-Werror -Wshadow -Wno-missing-field-initializers -D_GNU_SOURCE \
-	-pthread -DCM_TEST_HOOKS=1 -DCM_VERSION='"$(VERSION)"' \
-	-DCM_GIT_REV='"$(GIT_REV)"' -fsanitize=fuzzer,address,undefined \
-	-fno-sanitize-recover=undefined -Icommon -Igateway -Iservices/product \
-	-Ifuzz -I$(FUZZ_BUILD)/gen
-FUZZ_INC     := -Igateway -Iservices/product -Ifuzz
 .PHONY: fuzz fuzz-build fuzz-merge fuzz-seeds
 
 # Fakes that fuzz/ keeps for a target are built like the repo's objects.
