@@ -248,8 +248,10 @@ $(FUZZ_BUILD)/gen/%.pb-c.c $(FUZZ_BUILD)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(dir $@)
 	protoc-c --proto_path=proto --c_out=$(FUZZ_BUILD)/gen $<
 
-# Generated, but not intermediate: keep it between builds.
-.SECONDARY: $(FUZZ_BUILD)/gen/catalog.pb-c.c $(FUZZ_BUILD)/gen/catalog.pb-c.h
+# Generated, but not intermediate: keep them between builds (a fake in
+# fuzz/ is an object no other rule names).
+.SECONDARY: $(FUZZ_BUILD)/gen/catalog.pb-c.c $(FUZZ_BUILD)/gen/catalog.pb-c.h \
+	$(foreach t,$(FUZZ_TARGETS),$(call obj,$(FUZZ_$(t)_SRC)))
 
 fuzz-build: $(FUZZ_BINS)
 
