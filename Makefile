@@ -5,6 +5,7 @@
 #   make test       unit tests, then integration tests on real Redis/PostgreSQL,
 #                   then the smoke benchmark (make bench-smoke)
 #   make SANITIZE=1 test   the same under ASan and UBSan
+#   make fuzz       every libFuzzer target for FUZZ_SECONDS (60) each
 #   make fmt | lint | clean
 
 CC       ?= cc
@@ -66,6 +67,25 @@ UNIT_BIN := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(UNIT_SRC)))
 ITEST_SRC := $(wildcard tests/integration/test_*.c)
 ITEST_LIB := $(filter-out $(ITEST_SRC),$(wildcard tests/integration/*.c))
 ITEST_BIN := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(ITEST_SRC)))
+
+# Fuzz targets (the fuzz section below says more).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS    ?= 1
+FUZZ_BUILD   ?= build-fuzz
+include fuzz/targets.mk
+FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_BINS    := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
+FUZZ_REPLAY  := $(addprefix $(BUILD)/fuzz/replay_,$(FUZZ_TARGETS))
+FUZZ_HDRS    := $(wildcard common/*.h gateway/*.h services/product/*.h \
+	fuzz/*.h)
+FUZZ_CFLAGS  := -std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra \
+	-Werror -Wshadow -Wno-missing-field-initializers -D_GNU_SOURCE \
+	-pthread -DCM_TEST_HOOKS=1 -DCM_VERSION='"$(VERSION)"' \
+	-DCM_GIT_REV='"$(GIT_REV)"' -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined -Icommon -Igateway -Iservices/product \
+	-Ifuzz -I$(FUZZ_BUILD)/gen
+FUZZ_INC     := -Igateway -Iservices/product -Ifuzz
 
 .SECONDARY: $(PB_C) $(PB_H) $(BUILD)/gen/ps_migrations.c
 .PHONY: all run test test-unit test-integration deps fmt lint clean bench
@@ -129,8 +149,12 @@ test: deps
 	@$(MAKE) --no-print-directory test-unit k8s-check test-integration \
 		test-bench
 
-test-unit: $(UNIT_BIN) openapi-check
+test-unit: $(UNIT_BIN) openapi-check $(FUZZ_REPLAY)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== $(BUILD)/fuzz/replay_$$t"; \
+		$(BUILD)/fuzz/replay_$$t fuzz/corpus/$$t fuzz/regressions/$$t; \
+	done
 
 # OpenAPI check: lints gateway/openapi.yaml with the redocly pinned in
 # tools/openapi/package-lock.json (offline) and compares its operations with
@@ -213,14 +237,16 @@ top:
 
 fmt:
 	clang-format -i $(COMMON_SRC) common/*.h gateway/*.[ch] \
-		services/product/*.[ch] $(UNIT_SRC) tests/integration/*.[ch]
+		services/product/*.[ch] $(UNIT_SRC) tests/integration/*.[ch] \
+		$(wildcard fuzz/*.[ch])
 
 lint:
 	clang-format --dry-run --Werror $(COMMON_SRC) common/*.h gateway/*.[ch] \
-		services/product/*.[ch] $(UNIT_SRC) tests/integration/*.[ch]
+		services/product/*.[ch] $(UNIT_SRC) tests/integration/*.[ch] \
+		$(wildcard fuzz/*.[ch])
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san $(FUZZ_BUILD)
 
 # --- containers and Kubernetes (deploy/docker, deploy/compose.yaml, k8s/) ---
 #   make images          gateway and product-service images (podman; the
@@ -238,5 +264,71 @@ k8s-check: $(BIN)/gateway $(BIN)/product-service
 	@GATEWAY_BIN=$(BIN)/gateway PRODUCT_BIN=$(BIN)/product-service \
 		bash tests/deploy/k8s-check.sh
 # --- end of containers and Kubernetes ---
+
+# --- fuzzing (fuzz/, README "Fuzzing") ---
+# Each fuzz/fuzz_<name>.c is a libFuzzer target; fuzz/targets.mk lists the
+# repo sources it links (FUZZ_<name>_SRC) and any libraries
+# (FUZZ_<name>_LIBS). Its seeds are fuzz/corpus/<name>/, the inputs of
+# crashes found and fixed fuzz/regressions/<name>/.
+#   make fuzz [FUZZ_SECONDS=60] [FUZZ_JOBS=1]
+#                                builds every target with clang (libFuzzer,
+#                                ASan, UBSan) in build-fuzz/ and runs each on
+#                                a scratch copy of its seeds and regressions;
+#                                fails on a crash, leak or timeout
+#   make fuzz-merge              adds the inputs of the last run that reach
+#                                new code to fuzz/corpus/<name>/ (minimised)
+# make test replays every corpus and regression through the same targets
+# built with $(CC) (fuzz/replay.c), and under SANITIZE=1 sanitized.
+.PHONY: fuzz fuzz-build fuzz-merge fuzz-seeds
+
+# Fakes that fuzz/ keeps for a target are built like the repo's objects.
+$(BUILD)/obj/fuzz/%.o: CFLAGS += $(FUZZ_INC)
+
+$(FUZZ_BUILD)/gen/%.pb-c.c $(FUZZ_BUILD)/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p $(dir $@)
+	protoc-c --proto_path=proto --c_out=$(FUZZ_BUILD)/gen $<
+
+# Generated, but not intermediate: keep them between builds (a fake in
+# fuzz/ is an object no other rule names).
+.SECONDARY: $(FUZZ_BUILD)/gen/catalog.pb-c.c $(FUZZ_BUILD)/gen/catalog.pb-c.h \
+	$(foreach t,$(FUZZ_TARGETS),$(call obj,$(FUZZ_$(t)_SRC)))
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) \
+		FUZZ_JOBS=$(FUZZ_JOBS) bash fuzz/run.sh $(FUZZ_TARGETS)
+
+fuzz-merge: fuzz-build
+	@FUZZ_BUILD=$(FUZZ_BUILD) bash fuzz/run.sh --merge $(FUZZ_TARGETS)
+
+# The protobuf seeds, made from real messages by fuzz/gen_seeds.c.
+$(BUILD)/fuzz/gen_seeds: fuzz/gen_seeds.c \
+		$(call obj,services/product/ps_entry.c services/product/ps_msg.c \
+		common/cm.c) $(PB_O)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(FUZZ_INC) $(LDFLAGS) -o $@ \
+		$^ $(LDLIBS_COMMON)
+
+fuzz-seeds: $(BUILD)/fuzz/gen_seeds
+	@mkdir -p fuzz/corpus/entry fuzz/corpus/proto
+	$(BUILD)/fuzz/gen_seeds fuzz/corpus/entry fuzz/corpus/proto
+
+# A target's list of sources is known only per target, hence the second
+# expansion of the prerequisites below.
+.SECONDEXPANSION:
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $$(FUZZ_$$*_SRC) \
+		$(FUZZ_BUILD)/gen/catalog.pb-c.c $(FUZZ_HDRS) fuzz/targets.mk
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) \
+		$(FUZZ_$*_LIBS) -lprotobuf-c
+
+$(BUILD)/fuzz/replay_%: fuzz/replay.c fuzz/fuzz_%.c \
+		$$(call obj,$$(FUZZ_$$*_SRC)) $(PB_O) fuzz/targets.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(FUZZ_INC) $(LDFLAGS) -o $@ \
+		$(filter %.c %.o,$^) \
+		$(FUZZ_$*_LIBS) $(LDLIBS_COMMON)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -9,12 +9,15 @@ set -euo pipefail
 # gnuplot-nox, python3 and redis-tools (redis-benchmark). libmbedtls-dev:
 # common/cm_tls.c checks certificates with the mbedTLS that NNG's TLS
 # engine uses; openssl makes the throw-away certificates of test_tls.
+# make fuzz builds with clang and links libFuzzer (libclang_rt.fuzzer),
+# which Debian 12 ships in libclang-rt-14-dev: clang only recommends it,
+# and recommends are not installed here.
 
 PKGS=(build-essential pkg-config libevent-dev libhiredis-dev libpq-dev
 	libjson-c-dev libprotobuf-c-dev protobuf-c-compiler libnng-dev
 	libmbedtls-dev openssl libcmocka-dev redis-server postgresql
 	postgresql-contrib curl dnsmasq-base prometheus iproute2 wrk gnuplot-nox
-	python3 redis-tools)
+	python3 redis-tools clang libclang-rt-14-dev)
 if [ "${WITH_CONTAINERS:-0}" = 1 ]; then
 	# podman with runc (this sandbox refuses crun's cgroup mode); netavark,
 	# aardvark-dns and iptables are only recommends, so name them.

@@ -53,6 +53,23 @@ ps_entry_encode(const Catalog__Product *p, int64_t fresh_until_s,
 	return CM_OK;
 }
 
+/* Frees the fields of m that this schema does not know. protobuf-c keeps
+ * them as they came and packs them again, into the Response the gateway
+ * decodes; and it accepts some that do not decode again (field number 0
+ * in a tag of two bytes, found by fuzz_entry), which would fail the
+ * gateway's whole BatchReply. An entry from a newer schema keeps the
+ * fields we know. Unpacked with the default allocator: free(). */
+static void
+drop_unknown(ProtobufCMessage *m)
+{
+	for (unsigned i = 0; i < m->n_unknown_fields; i++) {
+		free(m->unknown_fields[i].data);
+	}
+	free(m->unknown_fields);
+	m->unknown_fields = NULL;
+	m->n_unknown_fields = 0;
+}
+
 /* Decodes a cache entry. Returns CM_OK with *out (the caller frees it with
  * ps_msg_product_free()), *version and *fresh_until_s (0 for an entry of
  * the first format: no freshness of its own) for a positive entry,
@@ -100,6 +117,7 @@ ps_entry_decode(const uint8_t *data, size_t len, Catalog__Product **out,
 	if (p == NULL) {
 		return CM_EPROTO;
 	}
+	drop_unknown(&p->base);
 	if (p->version != (int32_t) v || p->id <= 0) {
 		catalog__product__free_unpacked(p, NULL);
 		return CM_EPROTO;

@@ -241,6 +241,52 @@ test_entry_version_mismatch(void **state)
 	ps_msg_product_free(p);
 }
 
+/* fuzz_entry found that protobuf-c accepts a field numbered 0 when its tag
+ * takes two bytes (0x80 0x00), keeps it as an unknown field, and packs it
+ * again as 0x00, which no decoder takes: a Response carrying such a
+ * product would fail the gateway's whole BatchReply. The decoder keeps
+ * only known fields (fuzz/regressions/entry/ holds the input found). */
+static void
+test_entry_drops_unknown_fields(void **state)
+{
+	/* "P3:", id 42, an unknown field 0 (varint 5), field 99 (varint 1),
+	 * version 3. */
+	static const uint8_t e[] = {'P', '3', ':', 0x08, 0x2a, 0x80, 0x00,
+	    0x05, 0x98, 0x06, 0x01, 0x40, 0x03};
+	Catalog__Product    *p = NULL, *q;
+	Catalog__Response   *r;
+	uint8_t              buf[64];
+	size_t               n;
+	int                  version = 0;
+	int64_t              fresh = -1;
+
+	(void) state;
+	assert_int_equal(
+	    ps_entry_decode(e, sizeof(e), &p, &version, &fresh), CM_OK);
+	assert_int_equal(p->id, 42);
+	assert_int_equal(version, 3);
+	assert_int_equal(p->base.n_unknown_fields, 0);
+	/* What the replica answers with decodes again. */
+	r = ps_msg_response_new(1, "r1");
+	assert_non_null(r);
+	r->product = p;
+	n = catalog__response__get_packed_size(r);
+	assert_true(n <= sizeof(buf));
+	catalog__response__pack(r, buf);
+	ps_msg_response_free(r);
+	q = NULL;
+	{
+		Catalog__Response *back =
+		    catalog__response__unpack(NULL, n, buf);
+		assert_non_null(back);
+		q = back->product;
+		assert_non_null(q);
+		assert_int_equal(q->id, 42);
+		assert_int_equal(q->version, 3);
+		catalog__response__free_unpacked(back, NULL);
+	}
+}
+
 static void
 test_entry_ttl_jitter_bounds(void **state)
 {
@@ -323,6 +369,7 @@ main(void)
 	    cmocka_unit_test(test_entry_first_format),
 	    cmocka_unit_test(test_entry_fresh_and_stale),
 	    cmocka_unit_test(test_entry_scripts_read_v2),
+	    cmocka_unit_test(test_entry_drops_unknown_fields),
 	    cmocka_unit_test(test_entry_ttl_jitter_bounds),
 	    cmocka_unit_test(test_entry_ttl_small),
 	    cmocka_unit_test(test_entry_rand_nonzero),
