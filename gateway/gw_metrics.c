@@ -187,7 +187,8 @@ gw_metrics_init(void)
 	    cache_results == NULL || rejected == NULL ||
 	    http_rejected == NULL || connections == NULL ||
 	    build_info == NULL || auth_failures == NULL ||
-	    auth_reloads == NULL || auth_keys == NULL || rl_decisions == NULL) {
+	    auth_reloads == NULL || auth_keys == NULL ||
+	    rl_decisions == NULL) {
 		return CM_ENOMEM;
 	}
 	cm_metric_inc(build_info, 0);
