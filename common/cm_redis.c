@@ -25,8 +25,6 @@
 #include "cm_log.h"
 #include "cm_redis.h"
 
-#define EVENT_MAX 48 /* a log event id: the prefix and "-RETRY" */
-
 struct cm_redis_conn {
 	cm_redis_opts      o;
 	cm_redis_url       url;
@@ -41,11 +39,19 @@ struct cm_redis_conn {
 	struct evdns_base                *dns;
 	struct evdns_getaddrinfo_request *dreq;
 	int                               resolving;
-	char ev_down[EVENT_MAX], ev_retry[EVENT_MAX], ev_up[EVENT_MAX];
-	char ev_auth[EVENT_MAX];
+	char                              event[64]; /* see event() */
 };
 
 static void start_connect(cm_redis_conn *c);
+
+/* The log event id: the prefix and suffix. The log macros evaluate it
+ * only when the line is written. */
+static const char *
+event(cm_redis_conn *c, const char *suffix)
+{
+	snprintf(c->event, sizeof(c->event), "%s-%s", c->o.log_prefix, suffix);
+	return c->event;
+}
 
 static void
 add_ms(struct event *ev, int ms)
@@ -58,12 +64,12 @@ static void
 mark_down(cm_redis_conn *c, const char *why)
 {
 	if (!c->down) {
-		CM_WARN(c->ev_down, NULL, "redis %s:%d: %s%s", c->url.host,
-		    c->url.port, why, c->o.down_note);
+		CM_WARN(event(c, "DOWN"), NULL, "redis %s:%d: %s%s",
+		    c->url.host, c->url.port, why, c->o.down_note);
 		c->down = 1;
 	} else {
-		CM_DEBUG(c->ev_retry, NULL, "redis %s:%d: %s", c->url.host,
-		    c->url.port, why);
+		CM_DEBUG(event(c, "RETRY"), NULL, "redis %s:%d: %s",
+		    c->url.host, c->url.port, why);
 	}
 }
 
@@ -158,8 +164,8 @@ handshake_cb(redisAsyncContext *ac, void *r, void *priv)
 	redisReply    *reply = r;
 
 	if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-		CM_ERROR(c->ev_auth, NULL, "redis %s: %s", (const char *) priv,
-		    reply->str);
+		CM_ERROR(event(c, "AUTH"), NULL, "redis %s: %s",
+		    (const char *) priv, reply->str);
 		redisAsyncDisconnect(ac);
 	}
 }
@@ -191,17 +197,11 @@ connect_addr(cm_redis_conn *c, const char *addr)
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	c->ac = ac;
 	c->connected = 0;
-	if (c->url.pass[0] != '\0') {
-		if (c->url.user[0] != '\0') {
-			const char *argv[] = {
-			    "AUTH", c->url.user, c->url.pass};
-			redisAsyncCommandArgv(
-			    ac, handshake_cb, "AUTH", 3, argv, NULL);
-		} else {
-			const char *argv[] = {"AUTH", c->url.pass};
-			redisAsyncCommandArgv(
-			    ac, handshake_cb, "AUTH", 2, argv, NULL);
-		}
+	if (c->url.pass[0] != '\0') { /* AUTH [user] password */
+		const char *argv[] = {"AUTH", c->url.user, c->url.pass};
+		int         n = c->url.user[0] != '\0' ? 3 : 2;
+		argv[1] = n == 3 ? c->url.user : c->url.pass;
+		redisAsyncCommandArgv(ac, handshake_cb, "AUTH", n, argv, NULL);
 	}
 	if (c->url.db != 0) {
 		const char *argv[] = {"SELECT", db};
@@ -296,7 +296,6 @@ int
 cm_redis_conn_new(cm_redis_conn **out, const cm_redis_opts *o)
 {
 	cm_redis_conn *c = calloc(1, sizeof(*c));
-	const char    *p = o->log_prefix;
 
 	if (c == NULL) {
 		return CM_ENOMEM;
@@ -306,10 +305,6 @@ cm_redis_conn_new(cm_redis_conn **out, const cm_redis_opts *o)
 	c->o.up_note = o->up_note != NULL ? o->up_note : "";
 	c->url = *o->url;
 	c->backoff_ms = o->backoff_min_ms;
-	snprintf(c->ev_down, sizeof(c->ev_down), "%s-DOWN", p);
-	snprintf(c->ev_retry, sizeof(c->ev_retry), "%s-RETRY", p);
-	snprintf(c->ev_up, sizeof(c->ev_up), "%s-UP", p);
-	snprintf(c->ev_auth, sizeof(c->ev_auth), "%s-AUTH", p);
 	c->retry = evtimer_new(o->base, retry_cb, c);
 	c->conn_timer = evtimer_new(o->base, conn_timer_cb, c);
 	if (c->retry == NULL || c->conn_timer == NULL) {
@@ -376,8 +371,8 @@ cm_redis_conn_up(cm_redis_conn *c)
 {
 	c->backoff_ms = c->o.backoff_min_ms;
 	if (c->down) {
-		CM_INFO(c->ev_up, NULL, "redis %s:%d connected%s", c->url.host,
-		    c->url.port, c->o.up_note);
+		CM_INFO(event(c, "UP"), NULL, "redis %s:%d connected%s",
+		    c->url.host, c->url.port, c->o.up_note);
 		c->down = 0;
 	}
 }

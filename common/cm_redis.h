@@ -69,7 +69,8 @@ int cm_redis_conn_connected(const cm_redis_conn *c);
  * logged when it was down. */
 void cm_redis_conn_up(cm_redis_conn *c);
 
-/* The delay of the next reconnect, in ms (for tests). */
+/* The wait, in ms, of the next reconnect to be scheduled: inside the down
+ * callback, the one about to be (for tests). */
 int cm_redis_conn_backoff_ms(const cm_redis_conn *c);
 
 /* The arg of the options of the connection that made ac, for a reply
