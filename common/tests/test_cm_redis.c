@@ -109,13 +109,14 @@ loopback_port(int listen_it, int *fd_out)
 }
 
 static cm_redis_conn *
-open_conn(seen *s, int port, int up_on_connect, const char *pass)
+open_host(
+    seen *s, const char *host, int port, int up_on_connect, const char *pass)
 {
 	cm_redis_url  url;
 	cm_redis_opts o;
 
 	memset(&url, 0, sizeof(url));
-	snprintf(url.host, sizeof(url.host), "127.0.0.1");
+	snprintf(url.host, sizeof(url.host), "%s", host);
 	snprintf(url.pass, sizeof(url.pass), "%s", pass);
 	url.port = port;
 	memset(&o, 0, sizeof(o));
@@ -126,11 +127,18 @@ open_conn(seen *s, int port, int up_on_connect, const char *pass)
 	o.backoff_max_ms = 8;
 	o.log_prefix = "TEST-REDIS";
 	o.up_on_connect = up_on_connect;
+	o.resolve = 1; /* only names are looked up (with evdns) */
 	o.opened = on_opened;
 	o.down = on_down;
 	o.arg = s;
 	assert_int_equal(cm_redis_conn_new(&s->conn, &o), CM_OK);
 	return s->conn;
+}
+
+static cm_redis_conn *
+open_conn(seen *s, int port, int up_on_connect, const char *pass)
+{
+	return open_host(s, "127.0.0.1", port, up_on_connect, pass);
 }
 
 /* Nothing listens: each connect is refused, the down callback hears of
@@ -237,6 +245,25 @@ test_cm_redis_up_restarts_backoff(void **state)
 	event_base_free(s.base);
 }
 
+/* A name is looked up with evdns first (the gateway's way): "localhost"
+ * resolves, the connect is refused and the down callback hears of it. */
+static void
+test_cm_redis_resolves_names(void **state)
+{
+	seen s = {0};
+	int  port = loopback_port(0, NULL);
+
+	(void) state;
+	s.base = event_base_new();
+	s.want_downs = 2;
+	open_host(&s, "localhost", port, 1, "");
+	run_loop(&s);
+	assert_int_equal(s.downs, 2);
+	assert_int_equal(s.opened, 2);
+	cm_redis_conn_free(s.conn);
+	event_base_free(s.base);
+}
+
 /* Freeing while a connect is in progress calls no callback. */
 static void
 test_cm_redis_free_is_quiet(void **state)
@@ -261,6 +288,7 @@ main(void)
 	    cmocka_unit_test(test_cm_redis_refused_backs_off),
 	    cmocka_unit_test(test_cm_redis_hangup_retries),
 	    cmocka_unit_test(test_cm_redis_up_restarts_backoff),
+	    cmocka_unit_test(test_cm_redis_resolves_names),
 	    cmocka_unit_test(test_cm_redis_free_is_quiet),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
