@@ -40,11 +40,12 @@ INCLUDES := -Icommon -I$(BUILD)/gen -I$(shell pg_config --includedir 2>/dev/null
 CFLAGS   += $(CFLAGS_BASE) $(INCLUDES) -MMD -MP
 # common/cm_tls.c checks certificates with mbedTLS, the library NNG's TLS
 # engine uses (Debian's libnng links the same libmbedtls); the gateway's
-# API key digests use its libmbedcrypto too.
+# API key digests use its libmbedcrypto too. common/cm_redis.c keeps the
+# hiredis connection both binaries use, on libevent.
 LDLIBS_COMMON := -lprotobuf-c -lnng -lmbedtls -lmbedx509 -lmbedcrypto \
-	-pthread
-LDLIBS_GW := -levent -levent_pthreads -ljson-c -lhiredis -lm $(LDLIBS_COMMON)
-LDLIBS_PS := -levent -levent_pthreads -lhiredis -lpq -lnng $(LDLIBS_COMMON)
+	-lhiredis -levent -pthread
+LDLIBS_GW := -levent -levent_pthreads -ljson-c -lm $(LDLIBS_COMMON)
+LDLIBS_PS := -levent -levent_pthreads -lpq -lnng $(LDLIBS_COMMON)
 
 PROTOS   := $(wildcard proto/*.proto)
 PB_C     := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
@@ -138,7 +139,7 @@ $(BUILD)/tests/test_ps_%: services/product/tests/test_ps_%.c $(PS_O) $(COMMON_O)
 		$(LDLIBS_PS)
 $(BUILD)/tests/test_%: tests/integration/test_%.c $(ITEST_LIB) $(wildcard tests/integration/*.h) $(COMMON_O)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/integration $(LDFLAGS) -o $@ $(filter %.c %.o,$^) -lcmocka -ljson-c -lpq -lhiredis -lmbedcrypto $(LDLIBS_COMMON)
+	$(CC) $(CFLAGS) -Itests/integration $(LDFLAGS) -o $@ $(filter %.c %.o,$^) -lcmocka -ljson-c -lpq -lmbedcrypto $(LDLIBS_COMMON)
 
 deps:
 	@bash deploy/install-deps.sh

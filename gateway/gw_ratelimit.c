@@ -24,16 +24,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/dns.h>
 #include <event2/event.h>
-#include <event2/util.h>
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <mbedtls/sha1.h>
 
 #include "cm.h"
 #include "cm_log.h"
+#include "cm_redis.h"
 #include "cm_redis_url.h"
 #include "gw.h"
 
@@ -445,25 +443,14 @@ struct gw_rl {
 	int64_t (*now_us)(void);
 	lslot *slots; /* LOCAL_SLOTS */
 	/* Redis; all unused without a URL. */
-	int                use_redis;
-	cm_redis_url       url;
-	int                timeout_ms;
-	redisAsyncContext *ac;
-	int                connected;
-	int                down; /* for logging transitions only */
-	int                closing;
-	int                backoff_ms;
-	int64_t            slow_until_us; /* local only until then */
-	int                inflight;
-	struct event      *retry;
-	struct event      *conn_timer;
-	/* A host name is resolved with evdns on the loop before each
-	 * connect: hiredis would call getaddrinfo(), which blocks. */
-	struct evdns_base                *dns; /* NULL for an IP address */
-	struct evdns_getaddrinfo_request *dreq;
-	int                               resolving;
-	char                              sha[41];
-	char                              rate_arg[32], burst_arg[32];
+	cm_redis_conn *redis; /* NULL without a URL */
+	cm_redis_url   url;
+	int            timeout_ms;
+	int            closing;
+	int64_t        slow_until_us; /* local only until then */
+	int            inflight;
+	char           sha[41];
+	char           rate_arg[32], burst_arg[32];
 };
 
 /* One check waiting for Redis; freed when hiredis calls back. */
@@ -537,228 +524,11 @@ decide_local(gw_rl *rl, const char *client, gw_rl_decision *d)
 	gw_metrics_ratelimit(d->allowed, GW_RL_LOCAL);
 }
 
-static void start_connect(gw_rl *rl);
-
 static void
 add_ms(struct event *ev, int ms)
 {
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	evtimer_add(ev, &tv);
-}
-
-static void
-mark_down(gw_rl *rl, const char *why)
-{
-	if (!rl->down) {
-		CM_WARN("GW-RL-REDIS-DOWN", NULL,
-		    "redis %s:%d: %s; rate limits are per loop until it is "
-		    "back",
-		    rl->url.host, rl->url.port, why);
-		rl->down = 1;
-	}
-}
-
-static void
-schedule_retry(gw_rl *rl)
-{
-	if (rl->closing) {
-		return;
-	}
-	add_ms(rl->retry, rl->backoff_ms);
-	rl->backoff_ms *= 2;
-	if (rl->backoff_ms > BACKOFF_MAX_MS) {
-		rl->backoff_ms = BACKOFF_MAX_MS;
-	}
-}
-
-static void
-retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void) fd;
-	(void) what;
-	start_connect(arg);
-}
-
-static void
-conn_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-	gw_rl             *rl = arg;
-	redisAsyncContext *ac = rl->ac;
-
-	(void) fd;
-	(void) what;
-	if (ac == NULL || rl->connected) {
-		return;
-	}
-	rl->ac = NULL;
-	redisAsyncFree(ac); /* its queued checks are answered locally */
-	mark_down(rl, "connect timed out");
-	schedule_retry(rl);
-}
-
-static void
-on_connect(const redisAsyncContext *ac, int status)
-{
-	gw_rl *rl = ac->data;
-
-	evtimer_del(rl->conn_timer);
-	if (status != REDIS_OK) {
-		rl->ac = NULL; /* hiredis frees ac after we return */
-		mark_down(rl, ac->errstr);
-		schedule_retry(rl);
-		return;
-	}
-	rl->connected = 1;
-	rl->backoff_ms = BACKOFF_MIN_MS;
-	if (rl->down) {
-		CM_INFO("GW-RL-REDIS-UP", NULL,
-		    "redis %s:%d connected; rate limits are shared again",
-		    rl->url.host, rl->url.port);
-		rl->down = 0;
-	}
-}
-
-static void
-on_disconnect(const redisAsyncContext *ac, int status)
-{
-	gw_rl *rl = ac->data;
-
-	(void) status;
-	rl->ac = NULL;
-	rl->connected = 0;
-	if (rl->closing) {
-		return;
-	}
-	mark_down(rl, ac->err ? ac->errstr : "disconnected");
-	schedule_retry(rl);
-}
-
-/* AUTH and SELECT: an error means this connection cannot serve. */
-static void
-handshake_cb(redisAsyncContext *ac, void *r, void *priv)
-{
-	redisReply *reply = r;
-
-	if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-		CM_ERROR("GW-RL-REDIS-AUTH", NULL, "redis %s: %s",
-		    (const char *) priv, reply->str);
-		redisAsyncDisconnect(ac);
-	}
-}
-
-/* Connects to the IP address addr without blocking. */
-static void
-connect_addr(gw_rl *rl, const char *addr)
-{
-	redisAsyncContext *ac = redisAsyncConnect(addr, rl->url.port);
-	char               db[16];
-
-	if (ac == NULL || ac->err) {
-		mark_down(rl, ac != NULL ? ac->errstr : "out of memory");
-		if (ac != NULL) {
-			redisAsyncFree(ac);
-		}
-		schedule_retry(rl);
-		return;
-	}
-	ac->data = rl;
-	if (redisLibeventAttach(ac, rl->base) != REDIS_OK) {
-		redisAsyncFree(ac);
-		schedule_retry(rl);
-		return;
-	}
-	redisAsyncSetConnectCallback(ac, on_connect);
-	redisAsyncSetDisconnectCallback(ac, on_disconnect);
-	rl->ac = ac;
-	rl->connected = 0;
-	if (rl->url.pass[0] != '\0') {
-		if (rl->url.user[0] != '\0') {
-			const char *argv[] = {
-			    "AUTH", rl->url.user, rl->url.pass};
-			redisAsyncCommandArgv(
-			    ac, handshake_cb, "AUTH", 3, argv, NULL);
-		} else {
-			const char *argv[] = {"AUTH", rl->url.pass};
-			redisAsyncCommandArgv(
-			    ac, handshake_cb, "AUTH", 2, argv, NULL);
-		}
-	}
-	if (rl->url.db != 0) {
-		const char *argv[] = {"SELECT", db};
-		snprintf(db, sizeof(db), "%d", rl->url.db);
-		redisAsyncCommandArgv(
-		    ac, handshake_cb, "SELECT", 2, argv, NULL);
-	}
-	add_ms(rl->conn_timer, CONNECT_TIMEOUT_MS);
-}
-
-/* evdns answered (on the loop), or the lookup was cancelled. */
-static void
-dns_cb(int result, struct evutil_addrinfo *res, void *arg)
-{
-	gw_rl                  *rl = arg;
-	struct evutil_addrinfo *pick = NULL;
-	char                    text[INET6_ADDRSTRLEN] = "";
-
-	rl->dreq = NULL;
-	rl->resolving = 0;
-	/* IPv4 first, as hiredis's own getaddrinfo() order would mostly
-	 * give; then IPv6. */
-	for (struct evutil_addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-		if (ai->ai_family == AF_INET ||
-		    (ai->ai_family == AF_INET6 && pick == NULL)) {
-			pick = ai;
-			if (ai->ai_family == AF_INET) {
-				break;
-			}
-		}
-	}
-	if (pick != NULL) {
-		const void *a = pick->ai_family == AF_INET
-		    ? (const void *) &((struct sockaddr_in *) pick->ai_addr)
-		          ->sin_addr
-		    : (const void *) &((struct sockaddr_in6 *) pick->ai_addr)
-		          ->sin6_addr;
-		evutil_inet_ntop(pick->ai_family, a, text, sizeof(text));
-	}
-	if (res != NULL) {
-		evutil_freeaddrinfo(res);
-	}
-	if (result == EVUTIL_EAI_CANCEL || rl->closing) {
-		return;
-	}
-	if (result != 0 || text[0] == '\0') {
-		mark_down(rl,
-		    result != 0 ? evutil_gai_strerror(result)
-		                : "the name has no address");
-		schedule_retry(rl);
-		return;
-	}
-	connect_addr(rl, text);
-}
-
-/* Connects, resolving a host name first without blocking the loop. */
-static void
-start_connect(gw_rl *rl)
-{
-	struct evutil_addrinfo            hints;
-	struct evdns_getaddrinfo_request *req;
-
-	if (rl->dns == NULL) {
-		connect_addr(rl, rl->url.host);
-		return;
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_protocol = IPPROTO_TCP;
-	rl->resolving = 1;
-	/* May call dns_cb before it returns (then it returns NULL). */
-	req =
-	    evdns_getaddrinfo(rl->dns, rl->url.host, NULL, &hints, dns_cb, rl);
-	if (rl->resolving) {
-		rl->dreq = req;
-	}
 }
 
 static void
@@ -888,9 +658,8 @@ gw_rl_check(
 {
 	rl_cmd *k;
 
-	if (!rl->use_redis || rl->closing || rl->ac == NULL ||
-	    !rl->connected || rl->inflight >= INFLIGHT_MAX ||
-	    cm_mono_us() < rl->slow_until_us ||
+	if (rl->closing || !cm_redis_conn_connected(rl->redis) ||
+	    rl->inflight >= INFLIGHT_MAX || cm_mono_us() < rl->slow_until_us ||
 	    (k = calloc(1, sizeof(*k))) == NULL) {
 		decide_local(rl, client, d);
 		return 0;
@@ -901,7 +670,7 @@ gw_rl_check(
 	snprintf(k->key, sizeof(k->key), "%s%s", KEY_PREFIX, client);
 	rl->inflight++;
 	if ((k->timer = evtimer_new(rl->base, timeout_cb, k)) == NULL ||
-	    send_script(rl->ac, k) != REDIS_OK) {
+	    send_script(cm_redis_conn_ctx(rl->redis), k) != REDIS_OK) {
 		rcmd_free(k);
 		decide_local(rl, client, d);
 		return 0;
@@ -917,6 +686,16 @@ gw_rl_new(gw_rl **out, struct event_base *base, const gw_rl_opts *o, char *err,
 	gw_rl        *rl = calloc(1, sizeof(*rl));
 	int           nloops = o->nloops > 0 ? o->nloops : 1;
 	unsigned char sha[20];
+	int           rv;
+	cm_redis_opts ro = {.base = base,
+	    .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+	    .backoff_min_ms = BACKOFF_MIN_MS,
+	    .backoff_max_ms = BACKOFF_MAX_MS,
+	    .log_prefix = "GW-RL-REDIS",
+	    .down_note = "; rate limits are per loop until it is back",
+	    .up_note = "; rate limits are shared again",
+	    .up_on_connect = 1,
+	    .resolve = 1};
 
 	if (rl == NULL ||
 	    (rl->slots = calloc(LOCAL_SLOTS, sizeof(*rl->slots))) == NULL) {
@@ -929,7 +708,6 @@ gw_rl_new(gw_rl **out, struct event_base *base, const gw_rl_opts *o, char *err,
 	rl->lburst = ceil((double) o->limit.burst / nloops);
 	rl->now_us = o->now_us != NULL ? o->now_us : cm_mono_us;
 	rl->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 50;
-	rl->backoff_ms = BACKOFF_MIN_MS;
 	if (o->redis_url == NULL || o->redis_url[0] == '\0') {
 		*out = rl;
 		return CM_OK;
@@ -940,7 +718,6 @@ gw_rl_new(gw_rl **out, struct event_base *base, const gw_rl_opts *o, char *err,
 		gw_rl_free(rl);
 		return CM_EINVAL;
 	}
-	rl->use_redis = 1;
 	snprintf(rl->rate_arg, sizeof(rl->rate_arg), "%.17g", o->limit.rate);
 	snprintf(rl->burst_arg, sizeof(rl->burst_arg), "%lld", o->limit.burst);
 	mbedtls_sha1_ret(
@@ -948,23 +725,14 @@ gw_rl_new(gw_rl **out, struct event_base *base, const gw_rl_opts *o, char *err,
 	for (int i = 0; i < 20; i++) {
 		snprintf(rl->sha + 2 * i, 3, "%02x", sha[i]);
 	}
-	rl->retry = evtimer_new(base, retry_cb, rl);
-	rl->conn_timer = evtimer_new(base, conn_timer_cb, rl);
-	if (rl->retry == NULL || rl->conn_timer == NULL) {
-		gw_rl_free(rl);
-		return CM_ENOMEM;
-	}
-	{
-		uint8_t a[16];
-		if (parse_ip(rl->url.host, strlen(rl->url.host), a) == 0 &&
-		    (rl->dns = evdns_base_new(
-		         base, EVDNS_BASE_INITIALIZE_NAMESERVERS)) == NULL) {
+	ro.url = &rl->url;
+	if ((rv = cm_redis_conn_new(&rl->redis, &ro)) != CM_OK) {
+		if (rv == CM_EINVAL) {
 			snprintf(err, errlen, "cannot start the DNS resolver");
-			gw_rl_free(rl);
-			return CM_EINVAL;
 		}
+		gw_rl_free(rl);
+		return rv;
 	}
-	start_connect(rl);
 	*out = rl;
 	return CM_OK;
 }
@@ -976,29 +744,9 @@ gw_rl_free(gw_rl *rl)
 		return;
 	}
 	rl->closing = 1;
-	if (rl->dreq != NULL) {
-		/* libevent 2.1 delivers the cancellation as a deferred
-		 * callback, which frees the lookup: run the loop once (as
-		 * gw_disc_free() does), or it leaks. */
-		evdns_getaddrinfo_cancel(rl->dreq);
-		event_base_loop(rl->base, EVLOOP_NONBLOCK);
-	}
-	if (rl->dns != NULL) {
-		evdns_base_free(rl->dns, 0);
-	}
-	if (rl->ac != NULL) {
-		/* Every queued command is called back with NULL first, so
-		 * the requests waiting on Redis are decided locally. */
-		redisAsyncContext *ac = rl->ac;
-		rl->ac = NULL;
-		redisAsyncFree(ac);
-	}
-	if (rl->retry != NULL) {
-		event_free(rl->retry);
-	}
-	if (rl->conn_timer != NULL) {
-		event_free(rl->conn_timer);
-	}
+	/* Every queued command is called back with NULL first, so the
+	 * requests waiting on Redis are decided locally. */
+	cm_redis_conn_free(rl->redis);
 	free(rl->slots);
 	free(rl);
 }

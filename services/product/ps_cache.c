@@ -28,7 +28,6 @@
  * whenever the connection is up, breaker or not.
  */
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -37,6 +36,7 @@
 
 #include "cm.h"
 #include "cm_log.h"
+#include "cm_redis.h"
 #include "ps.h"
 
 #define CONNECT_TIMEOUT_MS 1000
@@ -142,13 +142,8 @@ struct ps_cache {
 	int                timeout_ms;
 	int                index; /* the worker's, for the breaker gauge */
 	ps_breaker         breaker;
-	redisAsyncContext *ac;        /* NULL while down */
-	int                connected; /* TCP connect done */
-	int                down;      /* for logging transitions only */
+	cm_redis_conn     *conn;
 	int                closing;
-	int                backoff_ms;
-	struct event      *retry;         /* reconnect back-off */
-	struct event      *conn_timer;    /* connect timeout */
 	struct event      *pending_timer; /* end-write retry on a live link */
 	struct event      *probe_timer;   /* the breaker's cooldown ends */
 	char               sha[S_COUNT][41]; /* "" until loaded */
@@ -182,7 +177,6 @@ typedef struct cmd {
 	int    retried;
 } cmd;
 
-static void start_connect(ps_cache *c);
 static void add_ms(struct event *ev, int ms);
 
 /* ---- circuit breaker ---- */
@@ -230,8 +224,8 @@ static void
 probe_now(ps_cache *c)
 {
 	if (c->closing || ps_breaker_state(&c->breaker) != PS_BREAKER_OPEN ||
-	    cm_mono_us() < c->breaker.open_until_us || c->ac == NULL ||
-	    !c->connected) {
+	    cm_mono_us() < c->breaker.open_until_us ||
+	    !cm_redis_conn_connected(c->conn)) {
 		return;
 	}
 	(void) ps_cache_get(c, 0, probe_answered, NULL);
@@ -281,7 +275,7 @@ admit(ps_cache *c, int *probe)
 		return CM_EUNAVAIL;
 	}
 	*probe = r == PS_BREAKER_PROBE;
-	if (c->ac == NULL) {
+	if (cm_redis_conn_ctx(c->conn) == NULL) {
 		breaker_done(c, *probe, 0, PS_REDIS_DISCONNECTED);
 		return CM_EUNAVAIL;
 	}
@@ -297,111 +291,19 @@ add_ms(struct event *ev, int ms)
 	evtimer_add(ev, &tv);
 }
 
+/* The connection was lost or a connect failed: a failure for the
+ * breaker. */
 static void
-mark_down(ps_cache *c, const char *why)
+conn_down(void *arg, const char *why)
 {
-	if (!c->down) {
-		CM_WARN("PS-REDIS-DOWN", NULL, "redis %s:%d: %s", c->url.host,
-		    c->url.port, why);
-		c->down = 1;
-	} else {
-		CM_DEBUG("PS-REDIS-RETRY", NULL, "redis %s:%d: %s",
-		    c->url.host, c->url.port, why);
-	}
-}
-
-static void
-schedule_retry(ps_cache *c)
-{
-	if (c->closing) {
-		return;
-	}
-	add_ms(c->retry, c->backoff_ms);
-	c->backoff_ms *= 2;
-	if (c->backoff_ms > PS_BACKOFF_MAX_MS) {
-		c->backoff_ms = PS_BACKOFF_MAX_MS;
-	}
-}
-
-static void
-retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void) fd;
-	(void) what;
-	start_connect(arg);
-}
-
-/* The connect did not finish in time (a host that drops SYNs): give the
- * context up. hiredis answers its queued commands with NULL. */
-static void
-conn_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-	ps_cache          *c = arg;
-	redisAsyncContext *ac = c->ac;
-
-	(void) fd;
-	(void) what;
-	if (ac == NULL || c->connected) {
-		return;
-	}
-	c->ac = NULL;
-	redisAsyncFree(ac);
-	mark_down(c, "connect timed out");
-	breaker_done(c, 0, 0, PS_REDIS_DISCONNECTED);
-	schedule_retry(c);
-}
-
-static void
-on_connect(const redisAsyncContext *ac, int status)
-{
-	ps_cache *c = ac->data;
-
-	evtimer_del(c->conn_timer);
-	if (status != REDIS_OK) {
-		/* hiredis frees ac after we return. */
-		c->ac = NULL;
-		mark_down(c, ac->errstr);
-		breaker_done(c, 0, 0, PS_REDIS_DISCONNECTED);
-		schedule_retry(c);
-		return;
-	}
-	c->connected = 1;
-}
-
-static void
-on_disconnect(const redisAsyncContext *ac, int status)
-{
-	ps_cache *c = ac->data;
-
-	(void) status;
-	c->ac = NULL;
-	c->connected = 0;
-	if (c->closing) {
-		return;
-	}
-	mark_down(c, ac->err ? ac->errstr : "disconnected");
-	breaker_done(c, 0, 0, PS_REDIS_DISCONNECTED);
-	schedule_retry(c);
-}
-
-/* AUTH and SELECT: an error reply means this connection cannot serve; drop
- * it (the disconnect callback schedules a retry). */
-static void
-handshake_cb(redisAsyncContext *ac, void *r, void *priv)
-{
-	redisReply *reply = r;
-
-	if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-		CM_ERROR("PS-REDIS-AUTH", NULL, "redis %s: %s",
-		    (const char *) priv, reply->str);
-		redisAsyncDisconnect(ac);
-	}
+	(void) why;
+	breaker_done(arg, 0, 0, PS_REDIS_DISCONNECTED);
 }
 
 static void
 script_cb(redisAsyncContext *ac, void *r, void *priv)
 {
-	ps_cache   *c = ac->data;
+	ps_cache   *c = cm_redis_conn_arg(ac);
 	redisReply *reply = r;
 	int         idx = (int) (intptr_t) priv;
 
@@ -411,12 +313,7 @@ script_cb(redisAsyncContext *ac, void *r, void *priv)
 	if (reply->type == REDIS_REPLY_STRING && reply->len == 40) {
 		memcpy(c->sha[idx], reply->str, 40);
 		c->sha[idx][40] = '\0';
-		c->backoff_ms = PS_BACKOFF_MIN_MS;
-		if (c->down) {
-			CM_INFO("PS-REDIS-UP", NULL, "redis %s:%d connected",
-			    c->url.host, c->url.port);
-			c->down = 0;
-		}
+		cm_redis_conn_up(c->conn);
 		if (idx == S_COUNT - 1) {
 			probe_now(c);
 		}
@@ -429,62 +326,23 @@ script_cb(redisAsyncContext *ac, void *r, void *priv)
 
 static void flush_pending(ps_cache *c);
 
-/* Starts a non-blocking connect. Commands issued before it completes are
- * queued by hiredis behind AUTH, SELECT and SCRIPT LOAD, so they run in
- * order once the socket is up; the end-writes waiting for a retry go right
- * behind them. */
+/* A new connection: commands issued before it completes are queued by
+ * hiredis behind AUTH, SELECT and SCRIPT LOAD, so they run in order once
+ * the socket is up; the end-writes waiting for a retry go right behind
+ * them. */
 static void
-start_connect(ps_cache *c)
+conn_opened(void *arg, redisAsyncContext *ac)
 {
-	redisAsyncContext *ac;
-	char               db[16];
+	ps_cache *c = arg;
 
-	ac = redisAsyncConnect(c->url.host, c->url.port);
-	if (ac == NULL || ac->err) {
-		mark_down(c, ac != NULL ? ac->errstr : "out of memory");
-		if (ac != NULL) {
-			redisAsyncFree(ac);
-		}
-		schedule_retry(c);
-		return;
-	}
-	ac->data = c;
-	if (redisLibeventAttach(ac, c->base) != REDIS_OK) {
-		redisAsyncFree(ac);
-		schedule_retry(c);
-		return;
-	}
-	redisAsyncSetConnectCallback(ac, on_connect);
-	redisAsyncSetDisconnectCallback(ac, on_disconnect);
-	c->ac = ac;
-	c->connected = 0;
 	for (int i = 0; i < S_COUNT; i++) {
 		c->sha[i][0] = '\0';
-	}
-	if (c->url.pass[0] != '\0') {
-		if (c->url.user[0] != '\0') {
-			const char *argv[] = {
-			    "AUTH", c->url.user, c->url.pass};
-			redisAsyncCommandArgv(
-			    ac, handshake_cb, "AUTH", 3, argv, NULL);
-		} else {
-			const char *argv[] = {"AUTH", c->url.pass};
-			redisAsyncCommandArgv(
-			    ac, handshake_cb, "AUTH", 2, argv, NULL);
-		}
-	}
-	if (c->url.db != 0) {
-		const char *argv[] = {"SELECT", db};
-		snprintf(db, sizeof(db), "%d", c->url.db);
-		redisAsyncCommandArgv(
-		    ac, handshake_cb, "SELECT", 2, argv, NULL);
 	}
 	for (int i = 0; i < S_COUNT; i++) {
 		const char *argv[] = {"SCRIPT", "LOAD", scripts[i].text};
 		redisAsyncCommandArgv(
 		    ac, script_cb, (void *) (intptr_t) i, 3, argv, NULL);
 	}
-	add_ms(c->conn_timer, CONNECT_TIMEOUT_MS);
 	flush_pending(c);
 }
 
@@ -495,7 +353,7 @@ pending_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void) fd;
 	(void) what;
-	if (c->ac != NULL && c->connected) {
+	if (cm_redis_conn_connected(c->conn)) {
 		flush_pending(c);
 	}
 }
@@ -507,7 +365,16 @@ int
 ps_cache_new(
     struct event_base *base, const ps_config *cfg, int index, ps_cache **out)
 {
-	ps_cache *c = calloc(1, sizeof(*c));
+	ps_cache     *c = calloc(1, sizeof(*c));
+	cm_redis_opts o = {.url = &cfg->redis,
+	    .base = base,
+	    .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+	    .backoff_min_ms = PS_BACKOFF_MIN_MS,
+	    .backoff_max_ms = PS_BACKOFF_MAX_MS,
+	    .log_prefix = "PS-REDIS",
+	    .opened = conn_opened,
+	    .down = conn_down,
+	    .arg = c};
 
 	if (c == NULL) {
 		return CM_ENOMEM;
@@ -519,17 +386,13 @@ ps_cache_new(
 	ps_breaker_init(&c->breaker, (int) cfg->breaker_failures,
 	    (int64_t) cfg->breaker_cooldown_ms * 1000);
 	ps_metrics_breaker_state(index, PS_BREAKER_CLOSED);
-	c->backoff_ms = PS_BACKOFF_MIN_MS;
-	c->retry = evtimer_new(base, retry_cb, c);
-	c->conn_timer = evtimer_new(base, conn_timer_cb, c);
 	c->pending_timer = evtimer_new(base, pending_timer_cb, c);
 	c->probe_timer = evtimer_new(base, probe_timer_cb, c);
-	if (c->retry == NULL || c->conn_timer == NULL ||
-	    c->pending_timer == NULL || c->probe_timer == NULL) {
+	if (c->pending_timer == NULL || c->probe_timer == NULL ||
+	    cm_redis_conn_new(&c->conn, &o) != CM_OK) {
 		ps_cache_free(c);
 		return CM_ENOMEM;
 	}
-	start_connect(c);
 	*out = c;
 	return CM_OK;
 }
@@ -545,20 +408,10 @@ ps_cache_free(ps_cache *c)
 		return;
 	}
 	c->closing = 1;
-	if (c->ac != NULL) {
-		redisAsyncContext *ac = c->ac;
-		c->ac = NULL;
-		redisAsyncFree(ac);
-	}
+	cm_redis_conn_free(c->conn);
 	if (c->npending > 0) {
 		CM_WARN("PS-END-WRITE-DROP", NULL,
 		    "closing with %zu end-writes not done", c->npending);
-	}
-	if (c->retry != NULL) {
-		event_free(c->retry);
-	}
-	if (c->conn_timer != NULL) {
-		event_free(c->conn_timer);
 	}
 	if (c->pending_timer != NULL) {
 		event_free(c->pending_timer);
@@ -646,7 +499,7 @@ pending_add(ps_cache *c, int64_t id)
 		c->cap_pending = cap;
 	}
 	c->pending[c->npending++] = id;
-	if (c->ac != NULL && c->connected) {
+	if (cm_redis_conn_connected(c->conn)) {
 		struct timeval tv = {
 		    PENDING_RETRY_MS / 1000, (PENDING_RETRY_MS % 1000) * 1000};
 		if (!evtimer_pending(c->pending_timer, NULL)) {
@@ -919,9 +772,10 @@ cmd_send(ps_cache *c, cmd *k, int timed)
 	}
 	if (k->script == -1) {
 		const char *argv[] = {"GET", k->keys[0]};
-		rv = redisAsyncCommandArgv(c->ac, reply_cb, k, 2, argv, NULL);
+		rv = redisAsyncCommandArgv(
+		    cm_redis_conn_ctx(c->conn), reply_cb, k, 2, argv, NULL);
 	} else {
-		rv = send_script(c->ac, k);
+		rv = send_script(cm_redis_conn_ctx(c->conn), k);
 	}
 	if (rv != REDIS_OK) {
 		breaker_done(c, k->probe, 0, PS_REDIS_DISCONNECTED);
@@ -944,7 +798,7 @@ cmd_send(ps_cache *c, cmd *k, int timed)
 static int
 usable(const ps_cache *c)
 {
-	return c != NULL && c->ac != NULL && !c->closing;
+	return c != NULL && cm_redis_conn_ctx(c->conn) != NULL && !c->closing;
 }
 
 /* Makes a command that admit() let through; when out of memory, the
@@ -1128,7 +982,7 @@ flush_pending(ps_cache *c)
 	int64_t *ids = c->pending;
 	size_t   n = c->npending;
 
-	if (n == 0 || c->ac == NULL) {
+	if (n == 0 || cm_redis_conn_ctx(c->conn) == NULL) {
 		return;
 	}
 	c->pending = NULL;
