@@ -291,7 +291,7 @@ int gw_disc_is_name(const gw_disc *d, size_t entry);
  * nothing. */
 void gw_disc_free(gw_disc *d);
 
-/* ---- gw_rpc.c: product RPCs over NNG ---- */
+/* ---- gw_rpc.c, gw_upstream.c: product RPCs over NNG ---- */
 
 typedef struct gw_rpc gw_rpc;
 

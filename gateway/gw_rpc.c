@@ -1,6 +1,7 @@
-/* gw_rpc.c - product RPCs to the replicas over NNG req/rep, with deadlines,
- * per-try timeouts, retries, replica choice and outlier ejection; the only
- * file that speaks NNG.
+/* gw_rpc.c - product RPCs to the replicas over NNG req/rep: calls and their
+ * flights, deadlines, per-try timeouts, batching and retries. With
+ * gw_upstream.c (the endpoints: sockets, choice, outlier ejection) the only
+ * files that speak NNG.
  *
  * Threads. Each gateway loop owns one gw_rpc. NNG completes aios and
  * reports pipe events on its own threads, so those callbacks do almost
@@ -9,14 +10,6 @@
  * rpc->wake. Everything else - starting receives, decoding, cancelling,
  * retrying, ejecting, and calling the caller back - runs on the loop thread,
  * so the HTTP layer only ever sees its own thread.
- *
- * Endpoints. Each GATEWAY_UPSTREAMS entry (a "group", the label of the
- * metrics) stands for one or more endpoints: itself when it is an IP
- * literal or an inproc/ipc URL, or every address its DNS name resolves to
- * (gw_discovery.c). An endpoint is one req0 socket with one dialer. When a
- * resolution drops an address its endpoint is closed; the flights on it
- * fail over like those of a lost pipe, and the struct is freed when the
- * last of them is done.
  *
  * Calls and flights. A call is one logical request with one deadline and
  * possibly several tries. A flight is one try: one NNG message (a
@@ -36,14 +29,8 @@
  * deadline); when it fails, every call in it has had one failed try and is
  * retried or failed on its own. The endpoint is judged once per flight.
  *
- * Choice and health. A call goes to the less busy of two random healthy
- * endpoints (connected, not ejected), avoiding those it already tried.
- * GATEWAY_EJECT_AFTER consecutive failures (transport error, per-try
- * timeout, a reply UNAVAILABLE or INTERNAL) eject an endpoint for a
- * back-off of 1 s doubling to 30 s, unless no other healthy endpoint would
- * be left. After the back-off one PING probes it: an answer brings it back,
- * a failure doubles the back-off. With no healthy endpoint, the
- * least-recently ejected connected one is used.
+ * Endpoints, their health and the choice among them live in
+ * gw_upstream.c; the two files share gw_rpc_int.h.
  *
  * Retries. The gateway owns deadlines and retries (req0 resending is off).
  * A try of a retryable call (GET, LIST, PING, a write with an idempotency
@@ -63,25 +50,13 @@
 
 #include <event2/event.h>
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
 
 #include "cm.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
-#include "cm_tls.h"
-#include "gw.h"
+#include "gw_rpc_int.h"
 
-#define RECONN_MIN_MS   100
-#define RECONN_MAX_MS   1000
-#define CONNECT_WAIT_MS (RECONN_MAX_MS + 100) /* one dial retry */
-#define MAX_REPLY_BYTES (16 << 20)
-#define PIPE_SLOTS      4
-#define REQID_MAX       64
-#define MIN_RETRY_US    1000 /* don't start a try with less time left */
-#define MAX_TRIES       4    /* the first try and up to three retries */
-#define EJECT_MIN_MS    1000
-#define EJECT_MAX_MS    30000
-#define HEALTH_TICK_MS  100 /* how often ejected endpoints are looked at */
+#define MIN_RETRY_US 1000 /* don't start a try with less time left */
 
 /* Retry budget, in thousandths of a retry: each call earns 0.2, a retry
  * costs 1, and time adds FLOOR_PER_S a second so that a quiet loop can
@@ -90,58 +65,6 @@
 #define BUDGET_PER_CALL    200
 #define BUDGET_FLOOR_PER_S 10
 #define BUDGET_CAP         (100 * BUDGET_UNIT)
-
-typedef struct call     call;
-typedef struct flight   flight;
-typedef struct endpoint endpoint;
-
-struct endpoint {
-	gw_rpc    *rpc;
-	size_t     group; /* index of its GATEWAY_UPSTREAMS entry */
-	uint64_t   id;    /* unique in rpc, never reused */
-	char      *url;
-	nng_socket sock;
-	int        open;
-	/* Ids of the pipes that completed ADD_POST and have not been
-	 * removed: the endpoint is usable when one is set. Written by NNG
-	 * threads, read by the loop. */
-	_Atomic uint32_t pipes[PIPE_SLOTS];
-	atomic_uint      gen; /* bumped when a usable pipe goes away */
-	/* Loop thread only. */
-	int        was_up;   /* last state logged */
-	int        removed;  /* gone from the resolution; freed when idle */
-	atomic_int closed;   /* its socket is closed (closer thread) */
-	int        seen;     /* scratch of sync_group() */
-	int        inflight; /* flights on it */
-	int        ncalls;   /* calls in those flights */
-	call      *waiting;  /* queued for the next batch, in order */
-	call     **waiting_tail;
-	int        nwaiting;
-	int        fails; /* consecutive failures */
-	int        ejected;
-	int        probing; /* a probe PING is in flight */
-	int        backoff_ms;
-	int64_t    ejected_at_us;
-	int64_t    eject_until_us;
-	endpoint  *next; /* rpc->eps */
-};
-
-struct call {
-	gw_rpc          *rpc;
-	Catalog__Request pb;
-	char             reqid[REQID_MAX + 1];
-	int64_t          deadline_us;   /* monotonic */
-	int64_t          park_until_us; /* while waiting for an endpoint */
-	int              tries;
-	int              retryable; /* a lost try may be sent again */
-	int              other;     /* the next try must avoid tried ones */
-	uint64_t         tried[MAX_TRIES]; /* endpoint ids, in order */
-	uint64_t         pin;              /* probes: this endpoint only */
-	char             last_url[GW_URL_MAX];
-	gw_rpc_cb        cb;
-	void            *arg;
-	call            *next; /* in a flight or in rpc->parked */
-};
 
 struct flight {
 	gw_rpc   *rpc;
@@ -160,69 +83,33 @@ struct flight {
 	flight   *prev, *next; /* rpc->flights, loop thread */
 };
 
-struct gw_rpc {
-	struct event_base *base;
-	struct event      *wake;
-	struct event      *park_timer;
-	struct event      *health_timer;
-	struct event      *flush; /* sends the queues at the loop turn's end */
-	int                flush_armed;
-	pthread_mutex_t    mu;
-	flight            *done_head; /* under mu */
-	flight            *done_tail; /* under mu */
-	atomic_int         pipes_changed;
-	gw_disc           *disc;
-	char             **groups; /* the GATEWAY_UPSTREAMS entries */
-	size_t             ngroups;
-	size_t            *series; /* metrics series of each group */
-	endpoint          *eps;
-	uint64_t           next_ep_id;
-	flight            *flights; /* in flight, loop thread */
-	call              *parked;  /* waiting for an endpoint, loop thread */
-	uint32_t           next_tag;
-	uint64_t           rand;
-	int                closing;
-	int                loop;
-	int                try_timeout_ms;
-	int                eject_after;
-	int                batch_inflight;
-	int                batch_max;
-	int64_t            budget; /* thousandths of a retry */
-	int64_t            budget_at_us;
-	long               n_eps, n_healthy; /* this loop's share of gauges */
-	int                open_rv; /* first endpoint open error, at start */
-	char               open_err[256];
-	struct arena      *arena; /* deliver()'s decoding, NULL until used */
-};
-
-static int  dispatch(call *c);
 static void wake_cb(evutil_socket_t fd, short what, void *arg);
 static void park_cb(evutil_socket_t fd, short what, void *arg);
-static void health_cb(evutil_socket_t fd, short what, void *arg);
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
 static void flush_ep(endpoint *ep);
-static void fail_waiting(endpoint *ep, int redispatch);
 
 /* ---- metrics ---- */
 
-static cm_metric  *m_requests, *m_failures, *m_retries, *m_ejections;
-static cm_metric  *m_batches, *m_batched;
-static cm_label    up_label;
-static char      **up_values; /* kept for the registry's lifetime */
-static atomic_long g_endpoints, g_healthy;
+static cm_metric *m_requests, *m_retries;
+static cm_metric *m_batches, *m_batched;
+static cm_label   up_label;
+static char     **up_values; /* kept for the registry's lifetime */
+/* Counted in gw_upstream.c, declared in gw_rpc_int.h. */
+cm_metric  *gw_rpc_m_failures, *gw_rpc_m_ejections;
+atomic_long gw_rpc_g_endpoints, gw_rpc_g_healthy;
 
 static double
 endpoints_fn(void *arg)
 {
 	(void) arg;
-	return (double) atomic_load(&g_endpoints);
+	return (double) atomic_load(&gw_rpc_g_endpoints);
 }
 
 static double
 healthy_fn(void *arg)
 {
 	(void) arg;
-	return (double) atomic_load(&g_healthy);
+	return (double) atomic_load(&gw_rpc_g_healthy);
 }
 
 int
@@ -251,7 +138,7 @@ gw_rpc_metrics_init(const char *upstreams)
 	         "Tries sent to replicas of an upstream, retries and probes "
 	         "included",
 	         &up_label, 1)) == NULL ||
-	    (m_failures = cm_metric_new(CM_METRIC_COUNTER,
+	    (gw_rpc_m_failures = cm_metric_new(CM_METRIC_COUNTER,
 	         "gateway_upstream_failures_total",
 	         "Tries that failed: transport error, per-try timeout, or a "
 	         "reply UNAVAILABLE or INTERNAL",
@@ -261,7 +148,7 @@ gw_rpc_metrics_init(const char *upstreams)
 	         "Calls tried again elsewhere after a try on this upstream "
 	         "failed or was answered DRAINING",
 	         &up_label, 1)) == NULL ||
-	    (m_ejections = cm_metric_new(CM_METRIC_COUNTER,
+	    (gw_rpc_m_ejections = cm_metric_new(CM_METRIC_COUNTER,
 	         "gateway_upstream_ejections_total",
 	         "Endpoints taken out of rotation as outliers", &up_label,
 	         1)) == NULL ||
@@ -283,29 +170,6 @@ gw_rpc_metrics_init(const char *upstreams)
 		return CM_ENOMEM;
 	}
 	return CM_OK;
-}
-
-static void
-count_n(gw_rpc *rpc, cm_metric *m, const endpoint *ep, int n)
-{
-	if (m != NULL && rpc->series != NULL) {
-		cm_metric_add(m, rpc->series[ep->group], n);
-	}
-}
-
-static void
-count(gw_rpc *rpc, cm_metric *m, const endpoint *ep)
-{
-	count_n(rpc, m, ep, 1);
-}
-
-/* Binds the calling (loop) thread to this loop's metrics shard. */
-static void
-enter(gw_rpc *rpc)
-{
-	if (rpc->loop > 0) {
-		cm_metrics_thread_set(rpc->loop);
-	}
 }
 
 /* ---- URL list ---- */
@@ -362,258 +226,6 @@ gw_rpc_urls_parse(const char *s, char ***urls, size_t *n)
 	return CM_OK;
 }
 
-/* ---- endpoint state ---- */
-
-static int
-ep_ready(endpoint *ep)
-{
-	if (ep->removed) {
-		return 0;
-	}
-	for (int i = 0; i < PIPE_SLOTS; i++) {
-		if (atomic_load(&ep->pipes[i]) != 0) {
-			return 1;
-		}
-	}
-	return 0;
-}
-
-static int
-ep_healthy(endpoint *ep)
-{
-	return !ep->ejected && ep_ready(ep);
-}
-
-static int
-any_ready(gw_rpc *rpc)
-{
-	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
-		if (ep_ready(ep)) {
-			return 1;
-		}
-	}
-	return 0;
-}
-
-/* Brings this loop's share of the endpoint gauges up to date. */
-static void
-recount(gw_rpc *rpc)
-{
-	long n = 0, h = 0;
-
-	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
-		if (!ep->removed) {
-			n++;
-			h += ep_healthy(ep);
-		}
-	}
-	atomic_fetch_add(&g_endpoints, n - rpc->n_eps);
-	atomic_fetch_add(&g_healthy, h - rpc->n_healthy);
-	rpc->n_eps = n;
-	rpc->n_healthy = h;
-}
-
-/* Endpoint state changes are logged at info by the first loop only (every
- * loop keeps its own endpoints and would repeat them). */
-#define EP_LOG(rpc, lvl, id, ...) \
-	CM_LOG((rpc)->loop <= 1 ? (lvl) : CM_LOG_DEBUG, id, NULL, __VA_ARGS__)
-
-static void
-arm_health_timer(gw_rpc *rpc)
-{
-	struct timeval tv = {0, HEALTH_TICK_MS * 1000};
-	if (!evtimer_pending(rpc->health_timer, NULL)) {
-		evtimer_add(rpc->health_timer, &tv);
-	}
-}
-
-static int
-healthy_others(gw_rpc *rpc, const endpoint *ep)
-{
-	int n = 0;
-	for (endpoint *o = rpc->eps; o != NULL; o = o->next) {
-		n += o != ep && ep_healthy(o);
-	}
-	return n;
-}
-
-/* Takes ep out of rotation for its back-off, unless it is the last
- * healthy endpoint. */
-static void
-eject(endpoint *ep, const char *why)
-{
-	gw_rpc *rpc = ep->rpc;
-	int64_t now = cm_mono_us();
-
-	if (healthy_others(rpc, ep) == 0) {
-		CM_DEBUG("GW-ENDPOINT-KEEP", NULL,
-		    "endpoint=%s %s but is the last healthy one", ep->url,
-		    why);
-		return;
-	}
-	if (ep->backoff_ms < EJECT_MIN_MS) {
-		ep->backoff_ms = EJECT_MIN_MS;
-	}
-	ep->ejected = 1;
-	ep->ejected_at_us = now;
-	ep->eject_until_us = now + (int64_t) ep->backoff_ms * 1000;
-	EP_LOG(rpc, CM_LOG_WARN, "GW-ENDPOINT-EJECT",
-	    "upstream=%s endpoint=%s %s: ejected for %d ms",
-	    rpc->groups[ep->group], ep->url, why, ep->backoff_ms);
-	count(rpc, m_ejections, ep);
-	recount(rpc);
-	arm_health_timer(rpc);
-}
-
-/* A try sent at sent_us to the ejected ep failed. When it was sent after
- * the ejection (the probe, or a try made for want of others), the back-off
- * doubles and starts again. */
-static void
-backoff(endpoint *ep, int64_t sent_us)
-{
-	if (sent_us < ep->ejected_at_us) {
-		return;
-	}
-	ep->backoff_ms = ep->backoff_ms * 2 > EJECT_MAX_MS
-	    ? EJECT_MAX_MS
-	    : ep->backoff_ms * 2;
-	ep->ejected_at_us = cm_mono_us();
-	ep->eject_until_us =
-	    ep->ejected_at_us + (int64_t) ep->backoff_ms * 1000;
-	CM_DEBUG("GW-ENDPOINT-PROBEFAIL", NULL,
-	    "endpoint=%s still failing: ejected for %d ms", ep->url,
-	    ep->backoff_ms);
-	arm_health_timer(ep->rpc);
-}
-
-/* A flight sent at sent_us failed on ep, ntries of its tries with it: one
- * failure towards ejection, however many calls it carried. A failure of a
- * flight sent before the ejection (still in flight then) says nothing
- * new. */
-static void
-ep_failed(endpoint *ep, int64_t sent_us, int ntries)
-{
-	gw_rpc *rpc = ep->rpc;
-
-	count_n(rpc, m_failures, ep, ntries);
-	if (ep->ejected) {
-		backoff(ep, sent_us);
-		return;
-	}
-	if (++ep->fails >= rpc->eject_after) {
-		char why[64];
-		snprintf(
-		    why, sizeof(why), "failed %d times in a row", ep->fails);
-		eject(ep, why);
-	}
-}
-
-static void
-ep_succeeded(endpoint *ep, int64_t sent_us)
-{
-	gw_rpc *rpc = ep->rpc;
-
-	ep->fails = 0;
-	if (ep->ejected && sent_us >= ep->ejected_at_us) {
-		ep->ejected = 0;
-		ep->backoff_ms = EJECT_MIN_MS;
-		EP_LOG(rpc, CM_LOG_INFO, "GW-ENDPOINT-BACK",
-		    "upstream=%s endpoint=%s answers again: back in rotation",
-		    rpc->groups[ep->group], ep->url);
-		recount(rpc);
-	}
-}
-
-/* ---- choosing an endpoint ---- */
-
-static uint64_t
-next_rand(gw_rpc *rpc)
-{
-	/* xorshift64: the choice needs spread, not secrecy */
-	uint64_t x = rpc->rand;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	rpc->rand = x;
-	return x;
-}
-
-static int
-tried(const call *c, const endpoint *ep)
-{
-	for (int i = 0; i < c->tries && i < MAX_TRIES; i++) {
-		if (c->tried[i] == ep->id) {
-			return 1;
-		}
-	}
-	return 0;
-}
-
-static endpoint *
-nth_candidate(gw_rpc *rpc, const call *c, int fresh, size_t k)
-{
-	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
-		if (ep_healthy(ep) && (!fresh || !tried(c, ep)) && k-- == 0) {
-			return ep;
-		}
-	}
-	return NULL;
-}
-
-/* Power of two choices among healthy endpoints not yet tried by c (or,
- * when there are none and c may go back, the tried ones): the one with
- * fewer flights of two picked at random. With no healthy endpoint, the
- * least-recently ejected connected one. NULL when none is connected (or
- * none but tried ones and c->other). */
-static endpoint *
-pick(gw_rpc *rpc, const call *c)
-{
-	size_t    n = 0;
-	int       fresh = 1;
-	endpoint *a, *b, *best = NULL;
-
-	for (int pass = 0; pass < 2 && n == 0; pass++) {
-		fresh = pass == 0;
-		if (!fresh && c->other) {
-			break;
-		}
-		for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
-			n += ep_healthy(ep) && (!fresh || !tried(c, ep));
-		}
-	}
-	if (n > 0) {
-		size_t i = (size_t) (next_rand(rpc) % n);
-		a = nth_candidate(rpc, c, fresh, i);
-		if (n == 1) {
-			return a;
-		}
-		size_t j = (size_t) (next_rand(rpc) % (n - 1));
-		b = nth_candidate(rpc, c, fresh, j >= i ? j + 1 : j);
-		return b->ncalls + b->nwaiting < a->ncalls + a->nwaiting ? b
-		                                                         : a;
-	}
-	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
-		if (!ep_ready(ep) || (c->other && tried(c, ep))) {
-			continue;
-		}
-		if (best == NULL || ep->ejected_at_us < best->ejected_at_us) {
-			best = ep;
-		}
-	}
-	return best;
-}
-
-static endpoint *
-find_ep(gw_rpc *rpc, uint64_t id)
-{
-	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
-		if (ep->id == id) {
-			return ep;
-		}
-	}
-	return NULL;
-}
-
 /* ---- retry budget ---- */
 
 static void
@@ -638,259 +250,6 @@ budget_take(gw_rpc *rpc)
 	}
 	rpc->budget -= BUDGET_UNIT;
 	return 1;
-}
-
-/* ---- pipes ---- */
-
-/* Runs on an NNG thread: atomics and event_active() only. */
-static void
-pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
-{
-	endpoint *ep = arg;
-	uint32_t  id = (uint32_t) nng_pipe_id(p);
-	int       i;
-
-	if (ev == NNG_PIPE_EV_ADD_POST) {
-		for (i = 0; i < PIPE_SLOTS; i++) {
-			uint32_t free_slot = 0;
-			if (atomic_compare_exchange_strong(
-			        &ep->pipes[i], &free_slot, id)) {
-				break;
-			}
-		}
-	} else if (ev == NNG_PIPE_EV_REM_POST) {
-		for (i = 0; i < PIPE_SLOTS; i++) {
-			uint32_t want = id;
-			if (atomic_compare_exchange_strong(
-			        &ep->pipes[i], &want, 0)) {
-				break;
-			}
-		}
-		if (i == PIPE_SLOTS) {
-			return; /* never usable, nothing was sent on it */
-		}
-		atomic_fetch_add(&ep->gen, 1);
-	} else {
-		return;
-	}
-	atomic_store(&ep->rpc->pipes_changed, 1);
-	event_active(ep->rpc->wake, EV_READ, 0);
-}
-
-/* ---- endpoints: open, close ---- */
-
-static int
-ep_open(gw_rpc *rpc, size_t group, const char *url, char *err, size_t errlen)
-{
-	endpoint  *ep;
-	nng_dialer d;
-	int        rv;
-
-	if ((ep = calloc(1, sizeof(*ep))) == NULL ||
-	    (ep->url = strdup(url)) == NULL) {
-		free(ep);
-		snprintf(err, errlen, "%s", cm_strerror(CM_ENOMEM));
-		return CM_ENOMEM;
-	}
-	ep->rpc = rpc;
-	ep->group = group;
-	ep->id = ++rpc->next_ep_id;
-	ep->backoff_ms = EJECT_MIN_MS;
-	ep->waiting_tail = &ep->waiting;
-	if ((rv = nng_req0_open(&ep->sock)) != 0) {
-		goto fail;
-	}
-	ep->open = 1;
-	/* The gateway owns retries: never let req0 resend by itself. */
-	if ((rv = nng_socket_set_ms(ep->sock, NNG_OPT_REQ_RESENDTIME,
-	         NNG_DURATION_INFINITE)) != 0 ||
-	    (rv = nng_socket_set_size(
-	         ep->sock, NNG_OPT_RECVMAXSZ, MAX_REPLY_BYTES)) != 0 ||
-	    (rv = nng_pipe_notify(
-	         ep->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, ep)) != 0 ||
-	    (rv = nng_pipe_notify(
-	         ep->sock, NNG_PIPE_EV_REM_POST, pipe_cb, ep)) != 0 ||
-	    (rv = nng_dialer_create(&d, ep->sock, url)) != 0 ||
-	    (rv = cm_tls_dialer_apply(d, rpc->groups[group])) != 0 ||
-	    (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, RECONN_MIN_MS)) !=
-	        0 ||
-	    (rv = nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, RECONN_MAX_MS)) !=
-	        0) {
-		goto fail;
-	}
-	/* Only TCP has keep-alive; other transports refuse the option. */
-	(void) nng_dialer_set_bool(d, NNG_OPT_TCP_KEEPALIVE, true);
-	/* Non-blocking: a replica that is down now must not stop startup;
-	 * the dialer keeps retrying in the background. */
-	if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
-		goto fail;
-	}
-	ep->next = rpc->eps;
-	rpc->eps = ep;
-	return CM_OK;
-fail:
-	snprintf(err, errlen, "%s: %s", url, nng_strerror(rv));
-	if (ep->open) {
-		nng_close(ep->sock);
-	}
-	free(ep->url);
-	free(ep);
-	return rv == NNG_ENOMEM ? CM_ENOMEM : CM_EINVAL;
-}
-
-static void
-ep_free(endpoint *ep)
-{
-	gw_rpc    *rpc = ep->rpc;
-	endpoint **pp = &rpc->eps;
-
-	while (*pp != NULL && *pp != ep) {
-		pp = &(*pp)->next;
-	}
-	if (*pp == ep) {
-		*pp = ep->next;
-	}
-	if (ep->open) {
-		/* Returns after the pipes' REM_POST callbacks ran. */
-		nng_close(ep->sock);
-	}
-	free(ep->url);
-	free(ep);
-}
-
-/* Sockets being closed by closer threads, across all loops. */
-static atomic_int closers_running;
-
-static void *
-closer_main(void *arg)
-{
-	endpoint     *ep = arg;
-	struct event *wake = ep->rpc->wake;
-
-	nng_close(ep->sock);
-	/* ep may be freed by its loop from here on; rpc and its wake event
-	 * live until gw_rpc_free() has waited for closers_running. */
-	atomic_store(&ep->closed, 1);
-	event_active(wake, EV_READ, 0);
-	atomic_fetch_sub(&closers_running, 1);
-	return NULL;
-}
-
-/* Closes ep's socket on a thread of its own. NNG 1.5.2's nng_close()
- * waits until the socket's contexts and pipe callbacks are done, and with
- * flights in flight that wait can depend on this loop: called on the loop
- * it hung the loop for good (seen when DNS dropped a replica under load).
- * Off the loop, the aborted flights come back through flight_cb and are
- * retried, and free_if_done() frees ep once all is over. */
-static void
-close_async(endpoint *ep)
-{
-	pthread_attr_t attr;
-	pthread_t      t;
-
-	atomic_fetch_add(&closers_running, 1);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, closer_main, ep) != 0) {
-		atomic_fetch_sub(&closers_running, 1);
-		nng_close(ep->sock); /* no thread: better late than never */
-		atomic_store(&ep->closed, 1);
-	}
-	pthread_attr_destroy(&attr);
-}
-
-/* Frees a removed endpoint once its socket is closed and no flight
- * refers to it. */
-static void
-free_if_done(endpoint *ep)
-{
-	if (ep->removed && ep->inflight == 0 && atomic_load(&ep->closed)) {
-		ep_free(ep);
-	}
-}
-
-/* Waits up to limit_ms for the closer threads to finish. */
-static void
-wait_closers(int limit_ms)
-{
-	for (int i = 0; i < limit_ms && atomic_load(&closers_running) > 0;
-	     i++) {
-		struct timespec ts = {0, 1000000};
-		nanosleep(&ts, NULL);
-	}
-}
-
-/* Takes ep out for good: closing its socket fails its flights (they are
- * retried like those of a lost pipe); the struct goes with the last. */
-static void
-ep_remove(endpoint *ep)
-{
-	gw_rpc *rpc = ep->rpc;
-
-	EP_LOG(rpc, CM_LOG_INFO, "GW-ENDPOINT-DEL",
-	    "upstream=%s endpoint=%s is gone from the resolution",
-	    rpc->groups[ep->group], ep->url);
-	ep->removed = 1;
-	if (ep->open) {
-		ep->open = 0;
-		close_async(ep);
-	} else {
-		atomic_store(&ep->closed, 1);
-	}
-	/* Its queued calls have not been tried on it: choose again. */
-	fail_waiting(ep, 1);
-	free_if_done(ep);
-}
-
-/* gw_disc's report: the group's endpoints become exactly urls. */
-static void
-sync_group(void *arg, size_t group, char *const *urls, size_t n)
-{
-	gw_rpc *rpc = arg;
-	char    err[256];
-
-	if (rpc->closing) {
-		return;
-	}
-	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
-		ep->seen = 0;
-	}
-	for (size_t i = 0; i < n; i++) {
-		endpoint *ep;
-		for (ep = rpc->eps; ep != NULL; ep = ep->next) {
-			if (!ep->removed && ep->group == group &&
-			    strcmp(ep->url, urls[i]) == 0) {
-				break;
-			}
-		}
-		if (ep != NULL) {
-			ep->seen = 1;
-			continue;
-		}
-		if (ep_open(rpc, group, urls[i], err, sizeof(err)) != CM_OK) {
-			if (rpc->open_rv == CM_OK) {
-				rpc->open_rv = CM_EINVAL;
-				snprintf(rpc->open_err, sizeof(rpc->open_err),
-				    "%s", err);
-			}
-			CM_ERROR("GW-ENDPOINT-OPEN", NULL, "upstream=%s %s",
-			    rpc->groups[group], err);
-			continue;
-		}
-		rpc->eps->seen = 1;
-		if (gw_disc_is_name(rpc->disc, group)) {
-			EP_LOG(rpc, CM_LOG_INFO, "GW-ENDPOINT-ADD",
-			    "upstream=%s endpoint=%s", rpc->groups[group],
-			    urls[i]);
-		}
-	}
-	for (endpoint *ep = rpc->eps, *next; ep != NULL; ep = next) {
-		next = ep->next;
-		if (ep->group == group && !ep->seen && !ep->removed) {
-			ep_remove(ep);
-		}
-	}
-	recount(rpc);
 }
 
 /* ---- completing calls ---- */
@@ -982,7 +341,7 @@ static void
 run_parked(gw_rpc *rpc)
 {
 	call   *list = rpc->parked;
-	int     ready = any_ready(rpc);
+	int     ready = gw_upstream_any_ready(rpc);
 	int64_t now = cm_mono_us();
 
 	rpc->parked = NULL;
@@ -991,7 +350,7 @@ run_parked(gw_rpc *rpc)
 		list = c->next;
 		c->next = NULL;
 		if (ready) {
-			if (dispatch(c) != CM_OK) {
+			if (gw_rpc_dispatch(c) != CM_OK) {
 				call_done(c, CM_EUNAVAIL, NULL);
 			}
 		} else if (now >= c->park_until_us) {
@@ -1063,7 +422,7 @@ retry_or_fail(call *c, fail_kind kind, int rv, const endpoint *from,
 	if (kind == FAIL_DRAINING || kind == FAIL_REPLY) {
 		c->other = 1; /* never the same replica again */
 	}
-	if (retry && (next = pick(rpc, c)) == NULL && c->other) {
+	if (retry && (next = gw_upstream_pick(rpc, c)) == NULL && c->other) {
 		retry = 0; /* no other replica to ask */
 	}
 	/* A retry of a message that never left, or that a draining replica
@@ -1084,7 +443,7 @@ retry_or_fail(call *c, fail_kind kind, int rv, const endpoint *from,
 		if (from != NULL) {
 			count(rpc, m_retries, from);
 		}
-		if (dispatch(c) == CM_OK) {
+		if (gw_rpc_dispatch(c) == CM_OK) {
 			return;
 		}
 	}
@@ -1168,7 +527,7 @@ flight_free(flight *f)
 	ep->ncalls -= f->n;
 	free(f);
 	ep->inflight--;
-	free_if_done(ep);
+	gw_upstream_free_if_done(ep);
 	return calls;
 }
 
@@ -1281,8 +640,8 @@ fail:
 
 /* Sends c to an endpoint, or parks it until one connects. Returns CM_OK,
  * or an error with c left to the caller. */
-static int
-dispatch(call *c)
+int
+gw_rpc_dispatch(call *c)
 {
 	gw_rpc   *rpc = c->rpc;
 	endpoint *ep;
@@ -1291,11 +650,11 @@ dispatch(call *c)
 		return CM_EUNAVAIL;
 	}
 	if (c->pin != 0) {
-		ep = find_ep(rpc, c->pin);
-		if (ep == NULL || !ep_ready(ep)) {
+		ep = gw_upstream_find(rpc, c->pin);
+		if (ep == NULL || !gw_upstream_ready(ep)) {
 			return CM_EUNAVAIL;
 		}
-	} else if ((ep = pick(rpc, c)) == NULL) {
+	} else if ((ep = gw_upstream_pick(rpc, c)) == NULL) {
 		if (c->other) {
 			return CM_EUNAVAIL;
 		}
@@ -1333,15 +692,15 @@ take_waiting(endpoint *ep)
 
 /* Empties ep's queue: with redispatch, each call chooses an endpoint
  * again (ep is gone or down); without, each fails (shutting down). */
-static void
-fail_waiting(endpoint *ep, int redispatch)
+void
+gw_rpc_fail_waiting(endpoint *ep, int redispatch)
 {
 	call *c = take_waiting(ep);
 
 	while (c != NULL) {
 		call *next = c->next;
 		c->next = NULL;
-		if (!redispatch || dispatch(c) != CM_OK) {
+		if (!redispatch || gw_rpc_dispatch(c) != CM_OK) {
 			call_done(c, CM_EUNAVAIL, NULL);
 		}
 		c = next;
@@ -1358,8 +717,8 @@ flush_ep(endpoint *ep)
 	if (ep->waiting == NULL) {
 		return;
 	}
-	if (rpc->closing || !ep_ready(ep)) {
-		fail_waiting(ep, !rpc->closing);
+	if (rpc->closing || !gw_upstream_ready(ep)) {
+		gw_rpc_fail_waiting(ep, !rpc->closing);
 		return;
 	}
 	list = take_waiting(ep);
@@ -1547,14 +906,14 @@ deliver(flight *f, nng_msg *msg)
 	}
 	if (draining) {
 		if (ep->ejected) {
-			backoff(ep, sent);
+			gw_upstream_backoff(ep, sent);
 		} else {
-			eject(ep, "is draining");
+			gw_upstream_eject(ep, "is draining");
 		}
 	} else if (failed > 0) {
-		ep_failed(ep, sent, failed);
+		gw_upstream_failed(ep, sent, failed);
 	} else {
-		ep_succeeded(ep, sent);
+		gw_upstream_succeeded(ep, sent);
 	}
 	/* The endpoint stays while this flight holds it. */
 	ep->inflight++;
@@ -1586,7 +945,7 @@ deliver(flight *f, nng_msg *msg)
 	/* A flight is done: what waits for ep goes now. */
 	flush_ep(ep);
 	ep->inflight--;
-	free_if_done(ep);
+	gw_upstream_free_if_done(ep);
 	if (pb != NULL) {
 		arena_release(pb);
 	} else if (rep != NULL) {
@@ -1641,7 +1000,7 @@ flight_step(flight *f)
 	/* A failure of ours (closing, an endpoint we removed) says nothing
 	 * about the replica. */
 	if (!rpc->closing && !ep->removed && kind != FAIL_UNSENT) {
-		ep_failed(ep, f->sent_us, f->n);
+		gw_upstream_failed(ep, f->sent_us, f->n);
 	}
 	ep->inflight++; /* keep it while its calls are retried */
 	c = flight_free(f);
@@ -1653,7 +1012,7 @@ flight_step(flight *f)
 	}
 	flush_ep(ep);
 	ep->inflight--;
-	free_if_done(ep);
+	gw_upstream_free_if_done(ep);
 }
 
 /* Logs endpoint state changes, cancels the flights whose pipe went away,
@@ -1662,7 +1021,7 @@ static void
 pipes_changed(gw_rpc *rpc)
 {
 	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
-		int ready = ep_ready(ep);
+		int ready = gw_upstream_ready(ep);
 		if (ready != ep->was_up) {
 			ep->was_up = ready;
 			EP_LOG(rpc, CM_LOG_INFO,
@@ -1681,8 +1040,8 @@ pipes_changed(gw_rpc *rpc)
 			nng_aio_cancel(f->aio);
 		}
 	}
-	recount(rpc);
-	if (rpc->parked != NULL && any_ready(rpc)) {
+	gw_upstream_recount(rpc);
+	if (rpc->parked != NULL && gw_upstream_any_ready(rpc)) {
 		run_parked(rpc);
 	}
 }
@@ -1712,72 +1071,7 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 	/* Removed endpoints whose closer thread has finished. */
 	for (endpoint *ep = rpc->eps, *next; ep != NULL; ep = next) {
 		next = ep->next;
-		free_if_done(ep);
-	}
-}
-
-/* ---- probes ---- */
-
-static void
-probe_done(const gw_rpc_res *res, void *arg)
-{
-	(void) res;
-	(void) arg; /* the endpoint was judged by the try itself */
-}
-
-/* Sends one PING to ep, whose back-off is over. */
-static void
-probe(gw_rpc *rpc, endpoint *ep)
-{
-	call *c;
-
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		return;
-	}
-	catalog__request__init(&c->pb);
-	snprintf(c->reqid, sizeof(c->reqid), "probe");
-	if (++rpc->next_tag == 0) {
-		rpc->next_tag = 1;
-	}
-	c->rpc = rpc;
-	c->cb = probe_done;
-	c->pin = ep->id;
-	c->pb.tag = rpc->next_tag;
-	c->pb.method = CATALOG__METHOD__METHOD_PING;
-	c->pb.request_id = c->reqid;
-	c->pb.deadline_unix_ms = cm_now_ms() + rpc->try_timeout_ms;
-	c->deadline_us = cm_mono_us() + rpc->try_timeout_ms * 1000LL;
-	CM_DEBUG("GW-ENDPOINT-PROBE", NULL, "endpoint=%s", ep->url);
-	if (dispatch(c) != CM_OK) {
-		free(c);
-	}
-}
-
-static void
-health_cb(evutil_socket_t fd, short what, void *arg)
-{
-	gw_rpc *rpc = arg;
-	int64_t now = cm_mono_us();
-	int     any = 0;
-
-	(void) fd;
-	(void) what;
-	enter(rpc);
-	if (rpc->closing) {
-		return;
-	}
-	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
-		if (!ep->ejected || ep->removed) {
-			continue;
-		}
-		any = 1;
-		if (!ep->probing && now >= ep->eject_until_us &&
-		    ep_ready(ep)) {
-			probe(rpc, ep);
-		}
-	}
-	if (any) {
-		arm_health_timer(rpc);
+		gw_upstream_free_if_done(ep);
 	}
 }
 
@@ -1833,7 +1127,8 @@ gw_rpc_new(gw_rpc **out, struct event_base *base, const gw_rpc_opts *o,
 	        NULL ||
 	    (rpc->wake = event_new(base, -1, 0, wake_cb, rpc)) == NULL ||
 	    (rpc->park_timer = evtimer_new(base, park_cb, rpc)) == NULL ||
-	    (rpc->health_timer = evtimer_new(base, health_cb, rpc)) == NULL ||
+	    (rpc->health_timer =
+	            evtimer_new(base, gw_upstream_health_cb, rpc)) == NULL ||
 	    (rpc->flush = event_new(base, -1, 0, flush_cb, rpc)) == NULL) {
 		rv = CM_ENOMEM;
 		snprintf(err, errlen, "%s", cm_strerror(rv));
@@ -1851,7 +1146,7 @@ gw_rpc_new(gw_rpc **out, struct event_base *base, const gw_rpc_opts *o,
 	dopts.resolve = o->resolve;
 	dopts.resolve_arg = o->resolve_arg;
 	if ((rv = gw_disc_new(&rpc->disc, base, rpc->groups, rpc->ngroups,
-	         &dopts, sync_group, rpc, err, errlen)) != CM_OK) {
+	         &dopts, gw_upstream_sync, rpc, err, errlen)) != CM_OK) {
 		goto fail;
 	}
 	/* Opens the endpoints of IP literals and other URLs now, so that a
@@ -1872,37 +1167,6 @@ void
 gw_rpc_resolve_now(gw_rpc *rpc)
 {
 	gw_disc_refresh(rpc->disc);
-}
-
-gw_ep_state
-gw_rpc_endpoint_state(gw_rpc *rpc, const char *url)
-{
-	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
-		if (ep->removed || strcmp(ep->url, url) != 0) {
-			continue;
-		}
-		if (!ep_ready(ep)) {
-			return GW_EP_DOWN;
-		}
-		return ep->ejected ? GW_EP_EJECTED : GW_EP_HEALTHY;
-	}
-	return GW_EP_NONE;
-}
-
-size_t
-gw_rpc_endpoint_count(gw_rpc *rpc, size_t *healthy)
-{
-	size_t n = 0, h = 0;
-	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
-		if (!ep->removed) {
-			n++;
-			h += ep_healthy(ep);
-		}
-	}
-	if (healthy != NULL) {
-		*healthy = h;
-	}
-	return n;
 }
 
 int
@@ -1947,7 +1211,7 @@ gw_rpc_call(gw_rpc *rpc, const gw_rpc_req *req, gw_rpc_cb cb, void *arg)
 	c->retryable = retryable(&c->pb);
 	c->deadline_us = cm_mono_us() + (int64_t) req->timeout_ms * 1000;
 	budget_refill(rpc, BUDGET_PER_CALL);
-	if ((rv = dispatch(c)) != CM_OK) {
+	if ((rv = gw_rpc_dispatch(c)) != CM_OK) {
 		free(c);
 		return rv;
 	}
@@ -1979,7 +1243,7 @@ gw_rpc_shutdown(gw_rpc *rpc)
 		call_done(c, CM_EUNAVAIL, NULL);
 	}
 	for (endpoint *ep = rpc->eps; ep != NULL; ep = ep->next) {
-		fail_waiting(ep, 0);
+		gw_rpc_fail_waiting(ep, 0);
 	}
 	if (rpc->flush != NULL) {
 		event_del(rpc->flush);
@@ -2002,14 +1266,14 @@ gw_rpc_free(gw_rpc *rpc)
 	gw_rpc_shutdown(rpc);
 	gw_disc_free(rpc->disc);
 	/* Closer threads still use endpoints and rpc->wake. */
-	wait_closers(10000);
+	gw_upstream_wait_closers(10000);
 	/* nng_close() returns after the pipes' REM_POST callbacks ran, and
 	 * those still use rpc->wake, so the events go last. */
 	while (rpc->eps != NULL) {
-		ep_free(rpc->eps);
+		gw_upstream_free(rpc->eps);
 	}
-	atomic_fetch_sub(&g_endpoints, rpc->n_eps);
-	atomic_fetch_sub(&g_healthy, rpc->n_healthy);
+	atomic_fetch_sub(&gw_rpc_g_endpoints, rpc->n_eps);
+	atomic_fetch_sub(&gw_rpc_g_healthy, rpc->n_healthy);
 	gw_rpc_urls_free(rpc->groups, rpc->ngroups);
 	free(rpc->series);
 	if (rpc->health_timer != NULL) {
