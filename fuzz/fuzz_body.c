@@ -16,6 +16,7 @@
 
 #include "cm.h"
 #include "fuzz_check.h"
+#include "fuzz_json.h"
 #include "gw.h"
 
 #define KNOWN_MASK                                                            \
@@ -182,29 +183,6 @@ check_rewrite(const Catalog__ProductInput *in, gw_body_mode mode)
 	gw_buf_fini(&t);
 }
 
-/* The reply's document must be JSON that json-c reads back in strict
- * mode, with no raw control character, and an object. Returns it (the
- * caller puts it). */
-static struct json_object *
-parse_reply(const gw_buf *b)
-{
-	struct json_tokener *tok = json_tokener_new_ex(32);
-	struct json_object  *o;
-
-	FZ_CHECK(b->err == CM_OK && tok != NULL);
-	for (size_t i = 0; i < b->len; i++) {
-		FZ_CHECK((unsigned char) b->data[i] >= 0x20);
-	}
-	json_tokener_set_flags(
-	    tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	o = json_tokener_parse_ex(tok, b->data, (int) b->len);
-	FZ_CHECK(json_tokener_get_error(tok) == json_tokener_success);
-	FZ_CHECK(json_tokener_get_parse_end(tok) == b->len);
-	FZ_CHECK(json_object_is_type(o, json_type_object));
-	json_tokener_free(tok);
-	return o;
-}
-
 static void
 check_refusal(const gw_body *b)
 {
@@ -216,7 +194,7 @@ check_refusal(const gw_body *b)
 	if (b->status == 400) {
 		FZ_CHECK(b->nerrs == 0);
 		gw_json_problem(&out, 400, b->detail, "fuzz");
-		json_object_put(parse_reply(&out));
+		json_object_put(fz_parse_reply(&out));
 		gw_buf_fini(&out);
 		return;
 	}
@@ -228,7 +206,7 @@ check_refusal(const gw_body *b)
 		             sizeof(b->errs[i].field)) != NULL);
 	}
 	gw_json_problem_fields(&out, b->detail, "fuzz", b->errs, b->nerrs);
-	o = parse_reply(&out);
+	o = fz_parse_reply(&out);
 	FZ_CHECK(json_object_object_get_ex(o, "errors", &errs));
 	FZ_CHECK(json_object_array_length(errs) == b->nerrs);
 	json_object_put(o);

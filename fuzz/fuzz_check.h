@@ -1,6 +1,6 @@
 /* fuzz_check.h - what the fuzz targets share: a check that aborts with a
  * message (libFuzzer and fuzz/replay.c both report the abort with the
- * input), and a JSON validator built on json-c for targets that link it. */
+ * input). The JSON check for targets that link json-c is in fuzz_json.h. */
 #ifndef FUZZ_CHECK_H
 #define FUZZ_CHECK_H
 

@@ -25,6 +25,7 @@
 #include "cm.h"
 #include "cm_trace.h"
 #include "fuzz_check.h"
+#include "fuzz_json.h"
 #include "gw.h"
 
 /* ---- helpers ---- */
@@ -40,28 +41,6 @@ cstr(const uint8_t *data, size_t n)
 	return s;
 }
 
-/* Parses a reply document back: strict JSON, valid UTF-8, no raw control
- * character, the whole text. Returns it (the caller puts it). */
-static struct json_object *
-parse_reply(const gw_buf *b)
-{
-	struct json_tokener *tok = json_tokener_new_ex(32);
-	struct json_object  *o;
-
-	FZ_CHECK(b->err == CM_OK && tok != NULL && b->len > 0);
-	for (size_t i = 0; i < b->len; i++) {
-		FZ_CHECK((unsigned char) b->data[i] >= 0x20);
-	}
-	json_tokener_set_flags(
-	    tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	o = json_tokener_parse_ex(tok, b->data, (int) b->len);
-	FZ_CHECK(json_tokener_get_error(tok) == json_tokener_success);
-	FZ_CHECK(json_tokener_get_parse_end(tok) == b->len);
-	FZ_CHECK(json_object_is_type(o, json_type_object));
-	json_tokener_free(tok);
-	return o;
-}
-
 static void
 check_problem(int status, const char *detail, const char *reqid)
 {
@@ -70,7 +49,7 @@ check_problem(int status, const char *detail, const char *reqid)
 
 	gw_buf_init(&b);
 	FZ_CHECK(gw_json_problem(&b, status, detail, reqid) == CM_OK);
-	o = parse_reply(&b);
+	o = fz_parse_reply(&b);
 	FZ_CHECK(json_object_object_get_ex(o, "status", &v));
 	FZ_CHECK(json_object_get_int(v) == status);
 	json_object_put(o);
@@ -437,14 +416,14 @@ fuzz_render(const uint8_t *data, size_t size)
 
 	gw_buf_init(&b);
 	FZ_CHECK(gw_json_product(&b, &prod) == CM_OK);
-	o = parse_reply(&b);
+	o = fz_parse_reply(&b);
 	check_product(o, &prod);
 	json_object_put(o);
 	gw_buf_fini(&b);
 
 	gw_buf_init(&b);
 	FZ_CHECK(gw_json_list(&b, items, 2, next_after) == CM_OK);
-	o = parse_reply(&b);
+	o = fz_parse_reply(&b);
 	FZ_CHECK(json_object_object_get_ex(o, "items", &arr));
 	FZ_CHECK(json_object_array_length(arr) == 2);
 	check_product(json_object_array_get_idx(arr, 1), &prod);
@@ -459,7 +438,7 @@ fuzz_render(const uint8_t *data, size_t size)
 
 	gw_buf_init(&b);
 	FZ_CHECK(gw_json_problem(&b, status, detail, reqid) == CM_OK);
-	o = parse_reply(&b);
+	o = fz_parse_reply(&b);
 	check_str(o, "detail", detail);
 	check_str(o, "request_id", reqid);
 	json_object_put(o);
@@ -467,7 +446,7 @@ fuzz_render(const uint8_t *data, size_t size)
 
 	gw_buf_init(&b);
 	FZ_CHECK(gw_json_status(&b, detail) == CM_OK);
-	o = parse_reply(&b);
+	o = fz_parse_reply(&b);
 	check_str(o, "status", detail);
 	json_object_put(o);
 	gw_buf_fini(&b);
