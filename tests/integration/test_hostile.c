@@ -78,6 +78,31 @@ typedef struct raw_resp {
 	int    closed; /* the server closed the connection */
 } raw_resp;
 
+/* Reads from fd into r (not cleared first) until r holds marker (when
+ * not NULL), the server closes, end (it_now_ms() time) passes or r is
+ * full; r->data stays NUL-terminated. */
+static void
+read_into(int fd, const char *marker, int64_t end, raw_resp *r)
+{
+	while ((marker == NULL || strstr(r->data, marker) == NULL) &&
+	    it_now_ms() < end && r->len < sizeof(r->data) - 1) {
+		struct pollfd p = {fd, POLLIN, 0};
+		ssize_t       n;
+
+		if (poll(&p, 1, (int) (end - it_now_ms())) <= 0) {
+			continue;
+		}
+		n = recv(
+		    fd, r->data + r->len, sizeof(r->data) - 1 - r->len, 0);
+		if (n <= 0) {
+			r->closed = 1;
+			break;
+		}
+		r->len += (size_t) n;
+		r->data[r->len] = '\0';
+	}
+}
+
 /* Sends req[0..len) (unless len is 0) on fd and reads until the server
  * closes or timeout_ms pass. */
 static void
@@ -94,22 +119,7 @@ raw_on(int fd, const char *req, size_t len, int timeout_ms, raw_resp *r)
 		}
 		off += (size_t) n;
 	}
-	while (it_now_ms() < end && r->len < sizeof(r->data) - 1) {
-		struct pollfd p = {fd, POLLIN, 0};
-		ssize_t       n;
-
-		if (poll(&p, 1, (int) (end - it_now_ms())) <= 0) {
-			continue;
-		}
-		n = recv(
-		    fd, r->data + r->len, sizeof(r->data) - 1 - r->len, 0);
-		if (n <= 0) {
-			r->closed = 1;
-			break;
-		}
-		r->len += (size_t) n;
-	}
-	r->data[r->len] = '\0';
+	read_into(fd, NULL, end, r);
 }
 
 /* Reads from fd until r holds marker, the server closes or timeout_ms
@@ -117,25 +127,7 @@ raw_on(int fd, const char *req, size_t len, int timeout_ms, raw_resp *r)
 static void
 read_until(int fd, const char *marker, int timeout_ms, raw_resp *r)
 {
-	int64_t end = it_now_ms() + timeout_ms;
-
-	while (strstr(r->data, marker) == NULL && it_now_ms() < end &&
-	    r->len < sizeof(r->data) - 1) {
-		struct pollfd p = {fd, POLLIN, 0};
-		ssize_t       n;
-
-		if (poll(&p, 1, (int) (end - it_now_ms())) <= 0) {
-			continue;
-		}
-		n = recv(
-		    fd, r->data + r->len, sizeof(r->data) - 1 - r->len, 0);
-		if (n <= 0) {
-			r->closed = 1;
-			break;
-		}
-		r->len += (size_t) n;
-		r->data[r->len] = '\0';
-	}
+	read_into(fd, marker, it_now_ms() + timeout_ms, r);
 }
 
 /* One request of raw bytes on a new connection. */
