@@ -28,9 +28,14 @@
  * each request's head must be complete within GATEWAY_HEADER_TIMEOUT_MS
  * of its first byte, and its body within GATEWAY_BODY_TIMEOUT_MS of the
  * head's end. Both are checked when bytes arrive and by a timer per
- * connection. A late head or chunked body gets 408; a late Content-Length
- * body (evhttp already has its head, so no reply can be slipped in) gets
- * its connection shut down.
+ * connection. A late head or chunked body gets 408 like any refusal. A
+ * late Content-Length body cannot: evhttp already has its head, so no
+ * request can be slipped in front of it. evhttp 2.1 reads a request only
+ * once every earlier reply is written, and conn_out() says "written" only
+ * when the kernel has the bytes, so nothing is owed on the connection
+ * then: timeout_reply() writes a 408 problem into the socket itself
+ * (best effort: the socket's buffer holds it, or it is dropped) and shuts
+ * the connection down.
  *
  * Connection cap: each loop may hold ceil(GATEWAY_MAX_CONNECTIONS/loops)
  * connections. At its share a loop stops accepting (its listener is
@@ -63,6 +68,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -279,6 +285,42 @@ reject(gw_conn *c, struct evbuffer *src, struct evbuffer *dst, gw_guard_err e)
 	    path);
 }
 
+/* Writes a 408 problem for a late Content-Length body straight into the
+ * socket, when no reply of evhttp's waits in the filter; see the comment
+ * at the top. A short or failed write is left as it is: the connection
+ * ends either way. */
+static void
+timeout_reply(gw_conn *c, evutil_socket_t fd)
+{
+	const gw_guard_err e = GW_GUARD_BODY_TIMEOUT;
+	char               rid[CM_REQID_LEN + 1];
+	char               head[256];
+	gw_buf             body;
+	int                n;
+
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+		return;
+	}
+	cm_reqid_new(rid);
+	gw_buf_init(&body);
+	gw_json_problem(
+	    &body, gw_guard_err_status(e), gw_guard_err_detail(e), rid);
+	n = snprintf(head, sizeof(head),
+	    "HTTP/1.1 408 Request Timeout\r\n"
+	    "Content-Type: application/problem+json\r\n"
+	    "Content-Length: %zu\r\nX-Request-Id: %s\r\n"
+	    "Connection: close\r\n\r\n",
+	    body.len, rid);
+	if (body.err == CM_OK && n > 0 && (size_t) n < sizeof(head)) {
+		struct iovec iov[2] = {
+		    {head, (size_t) n}, {body.data, body.len}};
+		struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+
+		(void) sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+	gw_buf_fini(&body);
+}
+
 /* A deadline passed. Returns 1 when something was put in dst (a reject
  * request), 0 when the connection was shut down instead. */
 static int
@@ -301,11 +343,12 @@ expire(gw_conn *c, struct evbuffer *src, struct evbuffer *dst)
 	c->dead = 1;
 	disarm(c);
 	gw_metrics_http_rejected(gw_guard_err_reason(GW_GUARD_BODY_TIMEOUT));
-	CM_INFO("GW-HTTP-REJECT", NULL, "status=0 reason=%s (closed)",
+	CM_INFO("GW-HTTP-REJECT", NULL, "status=408 reason=%s (closed)",
 	    gw_guard_err_reason(GW_GUARD_BODY_TIMEOUT));
 	if (src != NULL) {
 		evbuffer_drain(src, evbuffer_get_length(src));
 	}
+	timeout_reply(c, bufferevent_getfd(c->bev));
 	shutdown(bufferevent_getfd(c->bev), SHUT_RDWR);
 	return 0;
 }

@@ -591,6 +591,35 @@ test_hostile_slowloris(void **state)
 	free(r);
 }
 
+/* A client sends a head with Content-Length and then only part of the
+ * body. GATEWAY_BODY_TIMEOUT_MS=1000 later it gets a 408 problem and the
+ * connection is closed; the write never reaches a replica. */
+static void
+test_hostile_slow_body(void **state)
+{
+	static const char req[] = "POST /products HTTP/1.1\r\n" HOST
+	                          "Content-Type: application/json\r\n"
+	                          "Content-Length: 200\r\n\r\n{\"sku\":";
+	int          fd = it_http_connect(gw, 2000);
+	raw_resp    *r = malloc(sizeof(*r));
+	int64_t      t0 = it_now_ms();
+	it_http_resp h;
+
+	(void) state;
+	assert_true(fd >= 0);
+	assert_non_null(r);
+	raw_on(fd, req, sizeof(req) - 1, WAIT_MS, r);
+	close(fd);
+	assert_true(r->closed);
+	/* not before the deadline: the gateway waited for the body */
+	assert_true(it_now_ms() - t0 >= 900);
+	parse(r, &h);
+	it_expect_problem(&h, 408, "request-timeout");
+	assert_non_null(it_http_header(&h, "X-Request-Id"));
+	it_http_resp_free(&h);
+	free(r);
+}
+
 /* ---- the connection cap ----------------------------------------------- */
 
 static void
@@ -698,6 +727,7 @@ main(void)
 	    cmocka_unit_test(test_hostile_injection_strings),
 	    cmocka_unit_test(test_hostile_crlf_in_request_id),
 	    cmocka_unit_test(test_hostile_slowloris),
+	    cmocka_unit_test(test_hostile_slow_body),
 	    cmocka_unit_test(test_hostile_connection_limit),
 	    cmocka_unit_test(test_hostile_still_serves_and_nothing_changed),
 	};
