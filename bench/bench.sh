@@ -115,7 +115,11 @@ say() {
 	echo "bench: [$(($(date +%s) - BENCH_T0))s] $*"
 }
 
+# The reason is repeated as the last line on exit, after the log tails,
+# because CI shows only the end of the output.
+FAIL_REASON=
 die() {
+	FAIL_REASON=$*
 	echo "bench: FAILED: $*" >&2
 	exit 1
 }
@@ -236,6 +240,7 @@ cleanup() {
 		fi
 		[ "$rc" -ne 0 ] && : >"$TMP/KEPT"
 		echo "bench: scratch folder and logs kept in $TMP" >&2
+		[ -n "$FAIL_REASON" ] && echo "bench: FAILED: $FAIL_REASON" >&2
 	fi
 	exit "$rc"
 }
@@ -416,15 +421,17 @@ if [ "$PEER" = 1 ]; then
 	fg timeout 300 npm ci --prefix "$TMP/peer" --no-audit --no-fund \
 		--prefer-offline --loglevel=error >"$LOG/npm.log" 2>&1 ||
 		die "npm ci for the peer failed (see $LOG/npm.log)"
+	# The peer caches in Redis database 1: its JSON entries and our
+	# protobuf ones share key names (product:<id>), and a fill still in
+	# flight when a run ends must not leave one system's entry for the
+	# other to read (the peer answers 500 to ours). FLUSHALL clears both.
 	(cd "$TMP/peer" && PORT=$PEER_PORT HOST=127.0.0.1 \
-		REDIS_URL=redis://127.0.0.1:$REDIS_PORT \
+		REDIS_URL=redis://127.0.0.1:$REDIS_PORT/1 \
 		DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/catalog \
 		NODE_CLUSTER=$PEER_CLUSTER NODE_ENV=production \
 		exec setsid node server.js) >>"$LOG/peer.log" 2>&1 </dev/null &
 	PEER_PID=$!
 	PEER_URL=http://127.0.0.1:$PEER_PORT
-	# Our entry for product 1 is protobuf, which the peer cannot parse.
-	rcli FLUSHALL >/dev/null || die "FLUSHALL failed"
 	ready=0
 	for ((t = 0; t < 300; t++)); do
 		if curl -fsS -o /dev/null --max-time 1 "$PEER_URL/products/1" \
