@@ -98,7 +98,7 @@ static const cm_cfg_opt options[] = {
     {"GATEWAY_BODY_TIMEOUT_MS", CM_CFG_INT, "30000", 100, 3600000,
         &cfg_body_timeout_ms,
         "a request's body must be complete this long after its head (else "
-        "408, or the connection is closed)"},
+        "408, and the connection is closed)"},
     {"GATEWAY_IDLE_TIMEOUT_S", CM_CFG_INT, "60", 1, 3600, &cfg_idle_timeout_s,
         "seconds a connection may stay silent (keep-alive idle, or a "
         "stalled request) before it is closed"},
