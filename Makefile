@@ -129,7 +129,7 @@ $(BIN)/product-service: $(call obj,services/product/ps_main.c) $(PS_O) $(COMMON_
 # Unit tests link the component's objects (all but main) with cmocka.
 $(BUILD)/tests/test_cm_%: common/tests/test_cm_%.c $(COMMON_O)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS_COMMON)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka -ljson-c $(LDLIBS_COMMON)
 $(BUILD)/tests/test_gw_%: gateway/tests/test_gw_%.c $(GW_O) $(COMMON_O)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Igateway $(LDFLAGS) -o $@ $(filter %.c %.o,$^) -lcmocka $(LDLIBS_GW)

@@ -156,3 +156,39 @@ cm_wait_signal(const sigset_t *set, int64_t ms)
 	sig = sigtimedwait(set, NULL, &ts);
 	return sig > 0 ? sig : 0;
 }
+
+/* Returns the length (1 to 4) of the well-formed UTF-8 sequence at
+ * s[0..len), or 0 for overlong forms, surrogates, code points above
+ * U+10FFFF and cut sequences (RFC 3629), which json-c lets through. */
+size_t
+cm_utf8_len(const unsigned char *s, size_t len)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t        n;
+
+	if (c < 0x80) {
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		lo = c == 0xe0 ? 0xa0 : 0x80;
+		hi = c == 0xed ? 0x9f : 0xbf;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		lo = c == 0xf0 ? 0x90 : 0x80;
+		hi = c == 0xf4 ? 0x8f : 0xbf;
+	} else {
+		return 0;
+	}
+	if (n > len || s[1] < lo || s[1] > hi) {
+		return 0;
+	}
+	for (size_t i = 2; i < n; i++) {
+		if (s[i] < 0x80 || s[i] > 0xbf) {
+			return 0;
+		}
+	}
+	return n;
+}

@@ -53,4 +53,9 @@ int cm_wait_signal(const sigset_t *set, int64_t ms);
 /* Number of online CPUs, at least 1. */
 int cm_ncpu(void);
 
+/* Returns the length (1 to 4) of the well-formed UTF-8 sequence at
+ * s[0..len), or 0 for overlong forms, surrogates, code points above
+ * U+10FFFF and cut sequences (RFC 3629). */
+size_t cm_utf8_len(const unsigned char *s, size_t len);
+
 #endif /* CM_H */

@@ -1,6 +1,7 @@
 /* cm_log.c - leveled log lines on stdout, one write per line. */
 #include "cm_log.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -45,19 +46,32 @@ cm_log_set_format(const char *format)
 	return CM_OK;
 }
 
-/* A line under construction; appends never overrun, they truncate. */
+/* A line under construction. Text lines are cut wherever the buffer ends.
+ * A JSON line must stay one valid JSON object however long its values
+ * are: it keeps room for its ending, appends escapes and UTF-8 sequences
+ * whole, closes a string value that did not fit, leaves out fields that
+ * did not fit, and then ends with "truncated":true. */
 typedef struct line {
 	char   b[LINE_MAX_BYTES];
 	size_t n;
+	int    cut; /* JSON: something was left out */
 } line;
+
+static const char json_tail[] = ",\"truncated\":true}\n";
+
+/* Bytes that may still be appended before the line's ending. */
+static size_t
+room(const line *l)
+{
+	size_t end = log_json ? sizeof(json_tail) - 1 : 2;
+	return sizeof(l->b) - end - l->n;
+}
 
 static void
 put(line *l, const char *s, size_t len)
 {
-	/* Keep room for the closing brace and the newline. */
-	size_t room = sizeof(l->b) - 3 - l->n;
-	if (len > room) {
-		len = room;
+	if (len > room(l)) {
+		len = room(l);
 	}
 	memcpy(l->b + l->n, s, len);
 	l->n += len;
@@ -69,27 +83,88 @@ puts_(line *l, const char *s)
 	put(l, s, strlen(s));
 }
 
-/* Appends s as the inside of a JSON string. */
-static void
+/* JSON: appends s[0..len) only if all of it fits; else marks the line
+ * cut. Returns 0 when appended. */
+static int
+put_whole(line *l, const char *s, size_t len)
+{
+	if (l->cut || len > room(l)) {
+		l->cut = 1;
+		return -1;
+	}
+	memcpy(l->b + l->n, s, len);
+	l->n += len;
+	return 0;
+}
+
+/* Appends s as a JSON string, quotes included: '"', '\\' and control
+ * characters escaped, invalid UTF-8 as \ufffd. When it does not fit the
+ * string is closed where it was cut and the line marked cut. Returns 0
+ * when all of s went in. */
+static int
 put_json(line *l, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char) *s;
-		char          esc[7];
-		if (c == '"' || c == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char) c;
-			put(l, esc, 2);
-		} else if (c < 0x20) {
-			memcpy(esc, "\\u00", 4);
-			esc[4] = hex[c >> 4];
-			esc[5] = hex[c & 15];
-			put(l, esc, 6);
-		} else {
-			put(l, (const char *) &c, 1);
-		}
+	static const char    hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *) s;
+	char                 esc[7];
+	const char          *unit;
+	size_t               n;
+
+	if (put_whole(l, "\"", 1) != 0) {
+		return -1;
 	}
+	while (*p != '\0') {
+		unit = (const char *) p;
+		if (*p == '"' || *p == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char) *p;
+			unit = esc;
+			n = 2;
+			p++;
+		} else if (*p < 0x20) {
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[*p >> 4];
+			esc[5] = hex[*p & 15];
+			unit = esc;
+			n = 6;
+			p++;
+		} else if (*p < 0x80) {
+			n = 1;
+			p++;
+		} else if ((n = cm_utf8_len(p, SIZE_MAX)) == 0) {
+			unit = "\\ufffd";
+			n = 6;
+			p++;
+		} else {
+			p += n;
+		}
+		/* keep a byte for the closing quote */
+		if (n + 1 > room(l)) {
+			l->cut = 1;
+			break;
+		}
+		memcpy(l->b + l->n, unit, n);
+		l->n += n;
+	}
+	l->b[l->n++] = '"'; /* room() kept it */
+	return l->cut ? -1 : 0;
+}
+
+/* JSON: appends ,"key": and returns 0, or leaves the line as it was,
+ * marks it cut and returns -1 when the key and the shortest value ("")
+ * would not fit. */
+static int
+put_key(line *l, const char *key)
+{
+	size_t at = l->n;
+
+	if (l->cut || put_whole(l, ",", 1) != 0 || put_json(l, key) != 0 ||
+	    put_whole(l, ":", 1) != 0 || room(l) < 2) {
+		l->n = at;
+		l->cut = 1;
+		return -1;
+	}
+	return 0;
 }
 
 /* Appends len bytes of s for a text line: control characters become '?',
@@ -125,18 +200,22 @@ begin(line *l, cm_log_level lvl, const char *id, const char *reqid)
 		reqid = "-";
 	}
 	l->n = 0;
+	l->cut = 0;
 	if (log_json) {
 		puts_(l, "{\"time\":\"");
 		puts_(l, ts);
 		puts_(l, "\",\"level\":\"");
 		puts_(l, level_names[lvl]);
-		puts_(l, "\",\"process\":\"");
-		put_json(l, log_process);
-		puts_(l, "\",\"event\":\"");
-		put_json(l, id);
-		puts_(l, "\",\"request_id\":\"");
-		put_json(l, reqid);
 		puts_(l, "\"");
+		if (put_key(l, "process") == 0) {
+			put_json(l, log_process);
+		}
+		if (put_key(l, "event") == 0) {
+			put_json(l, id);
+		}
+		if (put_key(l, "request_id") == 0) {
+			put_json(l, reqid);
+		}
 	} else {
 		puts_(l, ts);
 		puts_(l, " ");
@@ -153,10 +232,15 @@ begin(line *l, cm_log_level lvl, const char *id, const char *reqid)
 static void
 finish(line *l)
 {
-	if (log_json) {
+	if (log_json && l->cut) {
+		memcpy(l->b + l->n, json_tail, sizeof(json_tail) - 1);
+		l->n += sizeof(json_tail) - 1;
+	} else if (log_json) {
 		l->b[l->n++] = '}';
+		l->b[l->n++] = '\n';
+	} else {
+		l->b[l->n++] = '\n';
 	}
-	l->b[l->n++] = '\n';
 	/* One write(2) per line keeps lines whole across threads. */
 	(void) !write(STDOUT_FILENO, l->b, l->n);
 }
@@ -174,9 +258,9 @@ cm_log_write(
 	va_end(ap);
 	begin(&l, lvl, id, reqid);
 	if (log_json) {
-		puts_(&l, ",\"msg\":\"");
-		put_json(&l, msg);
-		puts_(&l, "\"");
+		if (put_key(&l, "msg") == 0) {
+			put_json(&l, msg);
+		}
 	} else {
 		puts_(&l, " ");
 		put_text(&l, msg);
@@ -201,15 +285,16 @@ cm_log_fields(cm_log_level lvl, const char *id, const char *reqid,
 			snprintf(num, sizeof(num), "%.15g", f->num);
 		}
 		if (log_json) {
-			puts_(&l, ",\"");
-			put_json(&l, f->key);
-			puts_(&l, "\":");
+			size_t at = l.n;
+
+			if (put_key(&l, f->key) != 0) {
+				break;
+			}
 			if (f->str != NULL) {
-				puts_(&l, "\"");
 				put_json(&l, f->str);
-				puts_(&l, "\"");
-			} else {
-				puts_(&l, num);
+			} else if (put_whole(&l, num, strlen(num)) != 0) {
+				l.n = at; /* the key without its number */
+				break;
 			}
 		} else {
 			puts_(&l, " ");

@@ -33,7 +33,7 @@ utf8_count(const char *s)
 	long                 n = 0;
 
 	for (size_t i = 0; i < len; n++) {
-		size_t k = gw_utf8_len(p + i, len - i);
+		size_t k = cm_utf8_len(p + i, len - i);
 		if (k == 0) {
 			return -1;
 		}

@@ -63,7 +63,7 @@ plain_utf8(const char *s)
 {
 	size_t len = strlen(s);
 	for (size_t i = 0; i < len;) {
-		size_t k = gw_utf8_len((const unsigned char *) s + i, len - i);
+		size_t k = cm_utf8_len((const unsigned char *) s + i, len - i);
 		if (k == 0 || (unsigned char) s[i] < 0x20) {
 			return 0;
 		}

@@ -208,13 +208,8 @@ void gw_buf_add(gw_buf *b, const void *p, size_t n);
 void gw_buf_adds(gw_buf *b, const char *s);
 
 /* Appends s as a quoted JSON string: '"', '\\' and control characters are
- * escaped, valid UTF-8 passes through, invalid bytes become \ufffd. NULL is
- * written as "". */
-/* Returns the length (1 to 4) of the well-formed UTF-8 sequence at
- * s[0..len), or 0 for overlong forms, surrogates, code points above
- * U+10FFFF and cut sequences (RFC 3629). */
-size_t gw_utf8_len(const unsigned char *s, size_t len);
-
+ * escaped, valid UTF-8 passes through, invalid bytes become \ufffd (the
+ * check is cm_utf8_len()). NULL is written as "". */
 void gw_json_string(gw_buf *b, const char *s);
 /* Writes us as "YYYY-MM-DDTHH:MM:SSZ" into out; returns 20, or 0 (out
  * untouched) outside the years 1970 to 9999. */

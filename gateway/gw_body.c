@@ -61,7 +61,7 @@ scan_string(const char *s, size_t len, size_t *i)
 			return -1;
 		}
 		if ((unsigned char) s[p] >= 0x80) {
-			size_t n = gw_utf8_len(
+			size_t n = cm_utf8_len(
 			    (const unsigned char *) s + p, len - p);
 			if (n == 0) {
 				return -1;

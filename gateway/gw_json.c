@@ -77,42 +77,6 @@ add_i64(gw_buf *b, int64_t v)
 	gw_buf_add(b, p, (size_t) (end - p));
 }
 
-/* Returns the length (1 to 4) of the well-formed UTF-8 sequence at
- * s[0..len), or 0 for overlong forms, surrogates, code points above
- * U+10FFFF and cut sequences (RFC 3629), which json-c lets through. */
-size_t
-gw_utf8_len(const unsigned char *s, size_t len)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t        n;
-
-	if (c < 0x80) {
-		return 1;
-	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		lo = c == 0xe0 ? 0xa0 : 0x80;
-		hi = c == 0xed ? 0x9f : 0xbf;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		lo = c == 0xf0 ? 0x90 : 0x80;
-		hi = c == 0xf4 ? 0x8f : 0xbf;
-	} else {
-		return 0;
-	}
-	if (n > len || s[1] < lo || s[1] > hi) {
-		return 0;
-	}
-	for (size_t i = 2; i < n; i++) {
-		if (s[i] < 0x80 || s[i] > 0xbf) {
-			return 0;
-		}
-	}
-	return n;
-}
-
 /* Bytes gw_json_string() must look at: NUL (the end), control
  * characters, '"', '\\' and everything past ASCII. */
 static const unsigned char json_special[256] = {
@@ -144,7 +108,7 @@ gw_json_string(gw_buf *b, const char *s)
 		}
 		/* The string ends at its NUL, which is never a continuation
 		 * byte, so no bound is needed beyond it. */
-		if (*p >= 0x80 && (n = gw_utf8_len(p, SIZE_MAX)) != 0) {
+		if (*p >= 0x80 && (n = cm_utf8_len(p, SIZE_MAX)) != 0) {
 			p += n;
 			continue;
 		}

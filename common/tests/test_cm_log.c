@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "cm.h"
 #include "cm_log.h"
@@ -90,6 +91,119 @@ test_log_level_filters_and_message_escaped(void **state)
 	assert_non_null(strstr(out, "\"msg\":\"shown x\\u000ay\"}\n"));
 }
 
+/* ---- JSON lines stay valid JSON ---- */
+
+static char big[6000];  /* a value under test */
+static int  big_fields; /* 0: one message; n: n fields holding big */
+
+static void
+write_big(void)
+{
+	cm_log_field f[40];
+
+	if (big_fields == 0) {
+		CM_WARN("T-BIG", "r3", "%s", big);
+		return;
+	}
+	for (int i = 0; i < big_fields; i++) {
+		f[i] = CM_LF_STR("k", big);
+	}
+	f[big_fields] = CM_LF_NUM("n", 12345);
+	cm_log_fields(CM_LOG_WARN, "T-BIG", "r3", f, (size_t) big_fields + 1);
+}
+
+/* Logs big, checks that one line came out, that json-c parses it, and
+ * returns the parsed object (NULL-checked) for more checks. */
+static json_object *
+big_line(char *out, size_t len)
+{
+	json_object *o;
+	size_t       n;
+
+	capture(write_big, out, len);
+	n = strlen(out);
+	assert_true(n > 0 && n <= 4096);
+	assert_int_equal(strchr(out, '\n') - out + 1, (long) n);
+	o = json_tokener_parse(out);
+	if (o == NULL) {
+		fail_msg("not JSON: %.300s", out);
+	}
+	assert_true(json_object_is_type(o, json_type_object));
+	return o;
+}
+
+static json_object *
+member(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+	return json_object_object_get_ex(o, key, &v) ? v : NULL;
+}
+
+/* Messages of every length up to past the line's size, made of the
+ * characters that need escaping and of invalid UTF-8, are cut into valid
+ * JSON: a prefix of the message, then "truncated":true. */
+static void
+test_log_json_long_values_stay_valid(void **state)
+{
+	static const char unit[] = "a\"\\\x01\xc3\xa9\xff\xe2\x82"; /* 10 */
+	char              out[8192];
+
+	(void) state;
+	assert_int_equal(cm_log_set_format("json"), CM_OK);
+	for (size_t len = 0; len < sizeof(big) - 1; len += 37) {
+		json_object *o, *msg;
+
+		for (size_t i = 0; i < len; i++) {
+			big[i] = unit[i % (sizeof(unit) - 1)];
+		}
+		big[len] = '\0';
+		big_fields = 0;
+		o = big_line(out, sizeof(out));
+		msg = member(o, "msg");
+		assert_non_null(msg);
+		assert_non_null(member(o, "event"));
+		if (len < 300) {
+			assert_null(member(o, "truncated"));
+		}
+		if (len > 4096) {
+			assert_non_null(member(o, "truncated"));
+		}
+		/* invalid bytes came out as U+FFFD, the others as they were */
+		if (len >= 10) {
+			assert_non_null(strstr(json_object_get_string(msg),
+			    "a\"\\\x01\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd"));
+		}
+		json_object_put(o);
+	}
+}
+
+/* Many long fields: the ones that fit are whole, a cut value is closed,
+ * the rest are left out, and the line says so. */
+static void
+test_log_json_many_fields_stay_valid(void **state)
+{
+	char out[8192];
+
+	(void) state;
+	assert_int_equal(cm_log_set_format("json"), CM_OK);
+	memset(big, 'x', 900);
+	big[900] = '\0';
+	for (big_fields = 1; big_fields < 39; big_fields++) {
+		json_object *o = big_line(out, sizeof(out));
+		json_object *n = member(o, "n");
+
+		/* a field is 907 bytes: four fit in 4 KiB, five do not */
+		if (big_fields <= 4) {
+			assert_null(member(o, "truncated"));
+			assert_non_null(n);
+			assert_int_equal(json_object_get_int(n), 12345);
+		} else {
+			assert_non_null(member(o, "truncated"));
+		}
+		json_object_put(o);
+	}
+}
+
 static void
 test_log_rejects_unknown_settings(void **state)
 {
@@ -105,6 +219,8 @@ main(void)
 	    cmocka_unit_test(test_log_json_fields),
 	    cmocka_unit_test(test_log_text_fields_are_quoted_and_one_line),
 	    cmocka_unit_test(test_log_level_filters_and_message_escaped),
+	    cmocka_unit_test(test_log_json_long_values_stay_valid),
+	    cmocka_unit_test(test_log_json_many_fields_stay_valid),
 	    cmocka_unit_test(test_log_rejects_unknown_settings),
 	};
 	return cmocka_run_group_tests_name("cm_log", tests, NULL, NULL);
