@@ -3,14 +3,18 @@
  * wait for a free connection.
  *
  * Each connection connects with PQconnectStart/PQconnectPoll driven by
- * socket events, prepares every statement (one at a time: without pipeline
- * mode libpq runs one command per connection), then serves one query at a
+ * socket events, checks that the schema is at least the version this build
+ * needs (a replica may start while PostgreSQL is down, and a database may
+ * be restored from an old backup: every connection checks, not only the
+ * start), prepares every statement (one at a time: without pipeline mode
+ * libpq runs one command per connection), then serves one query at a
  * time. A lost connection fails its query with CM_EUNAVAIL and reconnects
  * after a back-off. Callbacks never run inside the call that submitted the
  * query: the queue is served from an event.
  */
 #include <event2/event.h>
 #include <postgresql/libpq-fe.h> /* Makefile has no -I for libpq */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +109,7 @@ typedef struct conn {
 	int           warned;  /* logged as down since last up */
 	int           flushing;
 	int           backoff_ms;
-	int           prep; /* statement being prepared */
+	int           prep; /* statement being prepared; -1: schema check */
 	int           up;   /* counted as up in product_pg_connections */
 	PGconn       *pg;
 	struct event *io;    /* socket: connect wait, then persistent read */
@@ -471,6 +475,58 @@ flush(conn *c)
 	return CM_OK;
 }
 
+/* The schema check: the highest migration applied. */
+static const char schema_sql[] =
+    "SELECT coalesce(max(version), 0) FROM schema_migrations";
+
+static void
+send_schema_check(conn *c)
+{
+	if (!PQsendQuery(c->pg, schema_sql)) {
+		conn_down(c, PQerrorMessage(c->pg));
+		return;
+	}
+	flush(c);
+}
+
+/* The schema check's answer. Returns 0 when the schema is new enough;
+ * else takes c down with the reason and returns -1. */
+static int
+schema_checked(conn *c, const PGresult *res)
+{
+	char msg[200];
+	int  have, need = ps_migrate_latest();
+
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK ||
+	    PQntuples(res) != 1) {
+		snprintf(msg, sizeof(msg),
+		    "cannot read the schema version (run 'product-service "
+		    "migrate'): %s",
+		    res != NULL ? PQresultErrorMessage(res) : "no result");
+		conn_down(c, msg);
+		return -1;
+	}
+	have = atoi(PQgetvalue(res, 0, 0));
+	if (have < need) {
+		static _Atomic int64_t logged_ms;
+		int64_t                now = cm_now_ms(), last = logged_ms;
+
+		snprintf(msg, sizeof(msg),
+		    "database schema is at version %d, this build needs %d: "
+		    "run 'product-service migrate'",
+		    have, need);
+		/* an operator's mistake, not a passing fault: an error, at
+		 * most every 30 s for all connections of the process */
+		if (now - last >= 30000 &&
+		    atomic_compare_exchange_strong(&logged_ms, &last, now)) {
+			CM_ERROR("PS-SCHEMA-OLD", NULL, "%s", msg);
+		}
+		conn_down(c, msg);
+		return -1;
+	}
+	return 0;
+}
+
 static void
 send_prepare(conn *c)
 {
@@ -530,6 +586,16 @@ command_done(conn *c)
 		 * caller gets CM_EUNAVAIL, not an internal error. */
 		PQclear(res);
 		conn_down(c, PQerrorMessage(c->pg));
+		return;
+	}
+	if (c->state == ST_PREPARING && c->prep < 0) {
+		int ok = schema_checked(c, res) == 0;
+
+		PQclear(res);
+		if (ok) {
+			c->prep = 0;
+			send_prepare(c);
+		}
 		return;
 	}
 	if (c->state == ST_PREPARING) {
@@ -653,8 +719,8 @@ connected(conn *c)
 	}
 	event_add(c->io, NULL);
 	c->state = ST_PREPARING;
-	c->prep = 0;
-	send_prepare(c);
+	c->prep = -1;
+	send_schema_check(c);
 }
 
 static void connect_io_cb(evutil_socket_t fd, short what, void *arg);

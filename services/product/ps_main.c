@@ -245,7 +245,15 @@ serve(void)
 	sigset_t    set;
 	int         n, sig, rv, status = 1;
 
-	if (check_schema() != CM_OK) {
+	/* An old schema stops the start. An unreachable database does not:
+	 * cached products can be served, and each connection checks the
+	 * schema itself when it comes up (ps_db.c). */
+	if ((rv = check_schema()) == CM_EUNAVAIL) {
+		CM_WARN("PS-SCHEMA-UNCHECKED", NULL,
+		    "PostgreSQL unreachable at start: serving from the cache; "
+		    "each database connection checks the schema when it "
+		    "connects");
+	} else if (rv != CM_OK) {
 		return 1;
 	}
 	n = cfg.threads > 0 ? (int) cfg.threads : cm_ncpu();

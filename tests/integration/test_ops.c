@@ -40,6 +40,18 @@ static const char *const rep_env[] = {
     "LOG_FORMAT=json", "LOG_LEVEL=debug", NULL};
 static const char *const gw_env[] = {gw_admin_env, "LOG_FORMAT=json", NULL};
 
+/* Starts replica i on its ports (does not wait). Returns 0 or -1. */
+static int
+spawn_replica(int i)
+{
+	char url[64], name[32];
+
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", rep_port[i]);
+	snprintf(name, sizeof(name), "ops-replica-%d", i + 1);
+	return it_replica_spawn(&rep[i], name, url, it_env("IT_REDIS_URL"),
+	    NULL, rep_admin[i], NULL, rep_env);
+}
+
 static int
 group_setup(void **state)
 {
@@ -52,20 +64,13 @@ group_setup(void **state)
 		return -1;
 	}
 	for (int i = 0; i < NREP; i++) {
-		char url[64], name[32];
 		if ((rep_port[i] = it_free_port()) < 0 ||
-		    (rep_admin[i] = it_free_port()) < 0) {
+		    (rep_admin[i] = it_free_port()) < 0 ||
+		    spawn_replica(i) != 0) {
 			return -1;
 		}
-		snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", rep_port[i]);
-		snprintf(name, sizeof(name), "ops-replica-%d", i + 1);
-		if (it_replica_spawn(&rep[i], name, url,
-		        it_env("IT_REDIS_URL"), NULL, rep_admin[i], NULL,
-		        rep_env) != 0) {
-			return -1;
-		}
-		off += (size_t) snprintf(
-		    ups + off, sizeof(ups) - off, "%s%s", i ? "," : "", url);
+		off += (size_t) snprintf(ups + off, sizeof(ups) - off,
+		    "%stcp://127.0.0.1:%d", i ? "," : "", rep_port[i]);
 	}
 	for (int i = 0; i < NREP; i++) {
 		if (it_wait_port(rep_port[i], 10000) != 0 ||
@@ -775,6 +780,151 @@ test_ops_replica_unready_without_postgres(void **state)
 	}
 }
 
+/* GET path through the gateway until it answers want with X-Cache
+ * cache (NULL: any), for up to timeout_ms. Returns the last status. */
+static int
+get_until(const char *path, int want, const char *cache, int timeout_ms)
+{
+	int64_t end = it_now_ms() + timeout_ms;
+	int     last;
+
+	for (;;) {
+		it_http_resp r;
+		const char  *xc;
+		int          ok;
+
+		it_must_get(&r, gw_port, path, NULL);
+		last = r.status;
+		xc = it_http_header(&r, "X-Cache");
+		ok = last == want &&
+		    (cache == NULL || (xc != NULL && strcmp(xc, cache) == 0));
+		it_http_resp_free(&r);
+		if (ok || it_now_ms() >= end) {
+			return ok ? want : (last == want ? -1 : last);
+		}
+		it_sleep_ms(100);
+	}
+}
+
+/* Returns 1 when the child's log holds needle. */
+static int
+log_has(const it_proc *p, const char *needle)
+{
+	FILE  *f = fopen(p->log, "r");
+	char  *line = NULL;
+	size_t cap = 0;
+	int    found = 0;
+
+	while (f != NULL && !found && getline(&line, &cap, f) > 0) {
+		found = strstr(line, needle) != NULL;
+	}
+	free(line);
+	if (f != NULL) {
+		fclose(f);
+	}
+	return found;
+}
+
+/* A replica that starts while PostgreSQL is down starts anyway and serves
+ * what Redis holds; misses get 503; once PostgreSQL is back it is ready. */
+static void
+test_ops_replica_starts_without_postgres(void **state)
+{
+	(void) state;
+	assert_int_equal(get_until("/products/7", 200, "HIT", 10000), 200);
+	pg_stopped = 1;
+	assert_int_equal(it_pg_stop(), 0);
+	/* replica 1 restarts without a database; replica 2 goes away, so
+	 * the gateway has only the new one */
+	assert_int_equal(it_proc_stop(&rep[0], SIGTERM, 5000), 0);
+	assert_int_equal(spawn_replica(0), 0);
+	assert_int_equal(it_wait_port(rep_admin[0], 15000), 0);
+	assert_int_equal(it_proc_stop(&rep[1], SIGTERM, 5000), 0);
+	assert_true(wait_ready(rep_admin[0], 503, 5000) >= 0);
+	assert_int_equal(get_status(rep_admin[0], "/healthz", NULL), 200);
+	assert_true(log_has(&rep[0], "PS-SCHEMA-UNCHECKED"));
+	if (get_until("/products/7", 200, "HIT", 15000) != 200) {
+		it_proc_dump_log(&rep[0], 20);
+		fail_msg("the replica started without PostgreSQL did not "
+		         "serve a cached product");
+	}
+	/* product 8 was never read: a miss, and the database is down */
+	assert_int_equal(get_until("/products/8", 503, NULL, 5000), 503);
+	assert_true(it_proc_alive(&rep[0]));
+	printf("  ops: a replica started with PostgreSQL down served the "
+	       "cache (HIT) and answered a miss 503\n");
+
+	assert_int_equal(spawn_replica(1), 0);
+	assert_int_equal(it_pg_start(), 0);
+	pg_stopped = 0;
+	assert_true(wait_ready(rep_admin[0], 200, 20000) >= 0);
+	assert_true(wait_ready(rep_admin[1], 200, 20000) >= 0);
+	assert_int_equal(get_until("/products/8", 200, NULL, 10000), 200);
+}
+
+/* Every connection checks the schema version when it connects: with the
+ * newest migration's row gone, reconnected connections refuse to serve
+ * (the replicas turn unready and say why); with it back they serve. */
+static void
+test_ops_replica_checks_schema_on_connect(void **state)
+{
+	long long ver =
+	    it_pg_scalar_ll("SELECT max(version) FROM schema_migrations", -1);
+	char *name;
+	char  sql[512];
+	int   ok = 0;
+
+	(void) state;
+	assert_true(ver > 0);
+	snprintf(sql, sizeof(sql),
+	    "SELECT name FROM schema_migrations WHERE version = %lld", ver);
+	name = it_pg_scalar(sql, &ok);
+	assert_non_null(name);
+	for (const char *p = name; *p != '\0'; p++) {
+		assert_true(*p != '\'' && *p != '\\');
+	}
+	snprintf(sql, sizeof(sql),
+	    "DELETE FROM schema_migrations WHERE version = %lld", ver);
+	assert_int_equal(it_pg_exec(sql), 0);
+	/* end the replicas' connections: they reconnect and check */
+	assert_int_equal(
+	    it_pg_exec("SELECT pg_terminate_backend(pid) FROM "
+	               "pg_stat_activity WHERE datname = current_database() "
+	               "AND pid <> pg_backend_pid() AND backend_type = "
+	               "'client backend'"),
+	    0);
+	int     down = wait_ready(rep_admin[0], 503, 15000);
+	int     logged = 0;
+	int64_t end = it_now_ms() + 10000;
+
+	/* the first failure may be the terminated connection itself */
+	while (!(logged = log_has(&rep[0], "PS-SCHEMA-OLD")) &&
+	    it_now_ms() < end) {
+		it_sleep_ms(100);
+	}
+
+	snprintf(sql, sizeof(sql),
+	    "INSERT INTO schema_migrations (version, name, applied_at) "
+	    "VALUES (%lld, '%s', now())",
+	    ver, name);
+	free(name);
+	assert_int_equal(it_pg_exec(sql), 0);
+	if (down < 0) {
+		fail_msg("replica stayed ready with the schema one version "
+		         "behind");
+	}
+	if (!logged) {
+		it_proc_dump_log(&rep[0], 20);
+		fail_msg("the replica did not log why it refused");
+	}
+	assert_true(wait_ready(rep_admin[0], 200, 20000) >= 0);
+	assert_true(wait_ready(rep_admin[1], 200, 20000) >= 0);
+	printf("  ops: with the schema one version behind, reconnected "
+	       "replicas were unready in %d ms and ready again once it was "
+	       "back\n",
+	    down);
+}
+
 int
 main(void)
 {
@@ -787,6 +937,8 @@ main(void)
 	    cmocka_unit_test(test_ops_traceparent_invalid_replaced),
 	    cmocka_unit_test(test_ops_request_id_replaced),
 	    cmocka_unit_test(test_ops_replica_unready_without_postgres),
+	    cmocka_unit_test(test_ops_replica_starts_without_postgres),
+	    cmocka_unit_test(test_ops_replica_checks_schema_on_connect),
 	};
 	int failed;
 
