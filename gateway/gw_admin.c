@@ -23,6 +23,7 @@
 
 #include "cm.h"
 #include "cm_log.h"
+#include "cm_loop.h"
 #include "cm_metrics.h"
 #include "gw.h"
 
@@ -109,8 +110,7 @@ typedef struct probe probe;
 struct gw_admin {
 	struct event_base  *base;
 	struct evhttp      *http;
-	pthread_t           tid;
-	int                 running;
+	cm_loop_thread      thread;
 	pthread_mutex_t     mu;
 	struct event_base **bases; /* under mu: NULL once detached */
 	gw_rpc            **rpcs;
@@ -395,25 +395,10 @@ fail:
 	return CM_ENOMEM;
 }
 
-static void *
-admin_main(void *arg)
-{
-	gw_admin *a = arg;
-	if (event_base_dispatch(a->base) < 0) {
-		CM_ERROR(
-		    "GW-ADMIN-FAIL", NULL, "admin loop stopped on an error");
-	}
-	return NULL;
-}
-
 int
 gw_admin_start(gw_admin *a)
 {
-	if (pthread_create(&a->tid, NULL, admin_main, a) != 0) {
-		return CM_EINTERNAL;
-	}
-	a->running = 1;
-	return CM_OK;
+	return cm_loop_thread_start(&a->thread, a->base, "GW-ADMIN-FAIL");
 }
 
 void
@@ -433,10 +418,7 @@ gw_admin_free(gw_admin *a)
 	if (a == NULL) {
 		return;
 	}
-	if (a->running) {
-		event_base_loopbreak(a->base);
-		pthread_join(a->tid, NULL);
-	}
+	cm_loop_thread_stop(&a->thread);
 	/* Probes that never came back: their requests go with the evhttp,
 	 * their pending events with the bases. */
 	while (a->probes != NULL) {

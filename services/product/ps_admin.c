@@ -25,6 +25,7 @@
 #include "cm.h"
 #include "cm_net.h"
 #include "cm_log.h"
+#include "cm_loop.h"
 #include "cm_metrics.h"
 #include "ps.h"
 
@@ -36,8 +37,7 @@ struct ps_admin {
 	struct event_base *base;
 	struct evhttp     *http;
 	int                port; /* bound */
-	pthread_t          tid;
-	int                running;
+	cm_loop_thread     thread;
 };
 
 static void
@@ -218,27 +218,11 @@ ps_admin_port(const ps_admin *a)
 	return a != NULL ? a->port : 0;
 }
 
-static void *
-admin_main(void *arg)
-{
-	ps_admin *a = arg;
-
-	if (event_base_dispatch(a->base) < 0) {
-		CM_ERROR(
-		    "PS-ADMIN-FAIL", NULL, "admin loop stopped on an error");
-	}
-	return NULL;
-}
-
 /* Starts the admin thread. Returns CM_OK or CM_EINTERNAL. */
 int
 ps_admin_start(ps_admin *a)
 {
-	if (pthread_create(&a->tid, NULL, admin_main, a) != 0) {
-		return CM_EINTERNAL;
-	}
-	a->running = 1;
-	return CM_OK;
+	return cm_loop_thread_start(&a->thread, a->base, "PS-ADMIN-FAIL");
 }
 
 /* Stops the admin thread (evthread_use_pthreads() must have been called,
@@ -250,11 +234,7 @@ ps_admin_free(ps_admin *a)
 	if (a == NULL) {
 		return;
 	}
-	if (a->running) {
-		event_base_loopbreak(a->base);
-		pthread_join(a->tid, NULL);
-		a->running = 0;
-	}
+	cm_loop_thread_stop(&a->thread);
 	if (a->http != NULL) {
 		evhttp_free(a->http);
 	}
