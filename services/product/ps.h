@@ -246,6 +246,9 @@ typedef void (*ps_done_fn)(void *arg);
 void ps_product_handle(ps_worker *w, const Catalog__Request *rq,
     Catalog__Response *rsp, ps_done_fn done, void *arg);
 
+/* "GET", "CREATE", ... for logs; "UNKNOWN" for anything else. */
+const char *ps_method_name(Catalog__Method m);
+
 /* ---- ps_write.c: the write path (create, replace, patch, delete) ---- */
 
 /* ProductInput.mask bits (1 << field number) a PATCH may set. */
@@ -390,6 +393,11 @@ int ps_db_list_products(
 int ps_db_reserve_id(ps_db *db, ps_db_id_fn cb, void *arg);
 int ps_db_write(
     ps_db *db, const ps_db_write_args *a, ps_db_write_fn cb, void *arg);
+
+/* Copies a libpq message into buf as one line (libpq's messages span
+ * lines and end with a newline; a log line must not). NULL gives "?".
+ * Returns buf. (ps_db.c) */
+const char *ps_pg_oneline(const char *msg, char *buf, size_t len);
 
 /* ---- ps_migrate.c: schema (blocking, admin and startup only) ---- */
 

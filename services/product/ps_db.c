@@ -384,10 +384,8 @@ free_events(conn *c)
 	c->flushing = 0;
 }
 
-/* Copies a libpq message into buf as one line: libpq's messages span
- * lines and end with a newline; a log line must not. */
-static const char *
-oneline(const char *msg, char *buf, size_t len)
+const char *
+ps_pg_oneline(const char *msg, char *buf, size_t len)
 {
 	size_t n;
 
@@ -413,7 +411,7 @@ conn_down(conn *c, const char *why)
 	query *q = c->q;
 	char   msg[256];
 
-	oneline(why, msg, sizeof(msg));
+	ps_pg_oneline(why, msg, sizeof(msg));
 	if (!db->closing) {
 		if (!c->warned) {
 			CM_WARN(
@@ -603,7 +601,7 @@ command_done(conn *c)
 			char buf[256];
 			CM_ERROR("PS-DB-PREPARE", NULL, "prepare %s: %s",
 			    stmts[c->prep].name,
-			    oneline(
+			    ps_pg_oneline(
 			        res != NULL ? PQresultErrorMessage(res) : NULL,
 			        buf, sizeof(buf)));
 			PQclear(res);
@@ -642,8 +640,9 @@ command_done(conn *c)
 			char buf[256];
 			CM_ERROR("PS-DB-QUERY", NULL, "%s: %s",
 			    stmts[q->stmt].name,
-			    oneline(res != NULL ? PQresultErrorMessage(res)
-			                        : "no result",
+			    ps_pg_oneline(res != NULL
+			            ? PQresultErrorMessage(res)
+			            : "no result",
 			        buf, sizeof(buf)));
 			rv = CM_EINTERNAL;
 		}

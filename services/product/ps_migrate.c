@@ -13,23 +13,6 @@
 
 #define MIGRATE_LOCK "7400001"
 
-/* libpq's messages span lines; a log line must not. */
-static const char *
-trim(const char *msg, char *buf, size_t len)
-{
-	size_t n;
-	snprintf(buf, len, "%s", msg != NULL ? msg : "");
-	for (n = 0; buf[n] != '\0'; n++) {
-		if (buf[n] == '\n' || buf[n] == '\t') {
-			buf[n] = ' ';
-		}
-	}
-	while (n > 0 && buf[n - 1] == ' ') {
-		buf[--n] = '\0';
-	}
-	return buf;
-}
-
 /* Server notices ("relation already exists, skipping") are expected on a
  * second run; keep them out of stderr. */
 static void
@@ -37,7 +20,8 @@ on_notice(void *arg, const char *msg)
 {
 	char buf[512];
 	(void) arg;
-	CM_DEBUG("PS-DB-NOTICE", NULL, "%s", trim(msg, buf, sizeof(buf)));
+	CM_DEBUG(
+	    "PS-DB-NOTICE", NULL, "%s", ps_pg_oneline(msg, buf, sizeof(buf)));
 }
 
 /* Connects with a 10 s connect timeout unless the URL sets one. Returns the
@@ -52,8 +36,9 @@ connect_blocking(const char *url)
 
 	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
 		CM_ERROR("PS-DB-CONNECT", NULL, "DATABASE_URL: %s",
-		    pg != NULL ? trim(PQerrorMessage(pg), buf, sizeof(buf))
-		               : "out of memory");
+		    pg != NULL
+		        ? ps_pg_oneline(PQerrorMessage(pg), buf, sizeof(buf))
+		        : "out of memory");
 		PQfinish(pg);
 		return NULL;
 	}
@@ -74,7 +59,7 @@ run(PGconn *pg, const char *sql, const char *param)
 	    (PQresultStatus(res) != PGRES_COMMAND_OK &&
 	        PQresultStatus(res) != PGRES_TUPLES_OK)) {
 		CM_ERROR("PS-MIGRATE-SQL", NULL, "%.60s: %s", sql,
-		    trim(PQerrorMessage(pg), buf, sizeof(buf)));
+		    ps_pg_oneline(PQerrorMessage(pg), buf, sizeof(buf)));
 		PQclear(res);
 		return NULL;
 	}
@@ -119,7 +104,7 @@ apply(PGconn *pg, const ps_migration *m)
 	    PQresultStatus(res) != PGRES_TUPLES_OK &&
 	    PQresultStatus(res) != PGRES_EMPTY_QUERY) {
 		CM_ERROR("PS-MIGRATE-FAIL", NULL, "%s: %s", m->name,
-		    trim(PQerrorMessage(pg), buf, sizeof(buf)));
+		    ps_pg_oneline(PQerrorMessage(pg), buf, sizeof(buf)));
 		PQclear(res);
 		run_ok(pg, "ROLLBACK", NULL);
 		return -1;
@@ -135,7 +120,8 @@ apply(PGconn *pg, const ps_migration *m)
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			CM_ERROR("PS-MIGRATE-FAIL", NULL, "record %s: %s",
 			    m->name,
-			    trim(PQerrorMessage(pg), buf, sizeof(buf)));
+			    ps_pg_oneline(
+			        PQerrorMessage(pg), buf, sizeof(buf)));
 			PQclear(res);
 			run_ok(pg, "ROLLBACK", NULL);
 			return -1;

@@ -59,8 +59,8 @@ typedef struct fill {
 	char       token[PS_CACHE_TOKEN_LEN + 1];
 } fill;
 
-static const char *
-method_name(Catalog__Method m)
+const char *
+ps_method_name(Catalog__Method m)
 {
 	switch (m) {
 	case CATALOG__METHOD__METHOD_PING:
@@ -109,7 +109,7 @@ finish(call *k)
 
 	PS_RLOG(CM_LOG_DEBUG, "PS-REQ", rq,
 	    "%s id=%lld status=%d cache=%s version=%d %lldus",
-	    method_name(rq->method), (long long) rq->id, (int) rsp->status,
+	    ps_method_name(rq->method), (long long) rq->id, (int) rsp->status,
 	    cache_name(rsp->cache),
 	    rsp->product != NULL ? (int) rsp->product->version : 0,
 	    (long long) (cm_mono_us() - k->start_us));

@@ -33,23 +33,6 @@ typedef struct wcall {
 } wcall;
 
 static const char *
-write_name(Catalog__Method m)
-{
-	switch (m) {
-	case CATALOG__METHOD__METHOD_CREATE_PRODUCT:
-		return "CREATE";
-	case CATALOG__METHOD__METHOD_REPLACE_PRODUCT:
-		return "REPLACE";
-	case CATALOG__METHOD__METHOD_PATCH_PRODUCT:
-		return "PATCH";
-	case CATALOG__METHOD__METHOD_DELETE_PRODUCT:
-		return "DELETE";
-	default:
-		return "UNKNOWN";
-	}
-}
-
-static const char *
 idem_key(const Catalog__Request *rq)
 {
 	return rq->idempotency_key != NULL && rq->idempotency_key[0] != '\0'
@@ -222,7 +205,7 @@ finish(wcall *k)
 
 	PS_RLOG(CM_LOG_DEBUG, "PS-REQ", rq,
 	    "%s id=%lld status=%d version=%d replayed=%d %lldus",
-	    write_name(rq->method), (long long) k->id, (int) rsp->status,
+	    ps_method_name(rq->method), (long long) k->id, (int) rsp->status,
 	    rsp->product != NULL ? (int) rsp->product->version : 0,
 	    (int) rsp->replayed, (long long) (cm_mono_us() - k->start_us));
 	free(k->fp);
