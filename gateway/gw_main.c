@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@ static long long   cfg_body_timeout_ms;
 static long long   cfg_idle_timeout_s;
 static long long   cfg_max_conns;
 static const char *cfg_api_keys_file;
+static long long   cfg_keys_check_s;
 static long long   cfg_auth_reads;
 static const char *cfg_rate_limit;
 static const char *cfg_redis_url;
@@ -126,8 +128,12 @@ static const cm_cfg_opt options[] = {
         "json or text; default json when stdout is not a terminal"},
     {"GATEWAY_API_KEYS_FILE", CM_CFG_STRING, "", 0, 0, &cfg_api_keys_file,
         "file of SHA-256 digests (lowercase hex, one a line) of the API "
-        "keys that may write; reloaded on SIGHUP; unset: every write gets "
-        "401"},
+        "keys that may write; reloaded on SIGHUP and when it changes; "
+        "unset: every write gets 401"},
+    {"GATEWAY_API_KEYS_CHECK_S", CM_CFG_INT, "10", 0, 3600, &cfg_keys_check_s,
+        "seconds between looks at GATEWAY_API_KEYS_FILE: a changed file "
+        "(another inode, size or time, as when Kubernetes updates a "
+        "Secret volume) is reloaded as on SIGHUP; 0: on SIGHUP only"},
     {"GATEWAY_AUTH_READS", CM_CFG_INT, "0", 0, 1, &cfg_auth_reads,
         "1: reads need an API key too"},
     {"GATEWAY_RATE_LIMIT", CM_CFG_STRING, "", 0, 0, &cfg_rate_limit,
@@ -361,31 +367,59 @@ out:
 	return rv;
 }
 
-/* SIGHUP: reads GATEWAY_API_KEYS_FILE again. A file that does not load
- * leaves the keys as they were. */
+/* The keys file as it was when last read (stat before reading, so that
+ * a change during the read is seen at the next look). */
+static struct stat keys_seen;
+static int         keys_seen_ok;
+
 static void
-reload_keys(void)
+keys_note(void)
+{
+	keys_seen_ok = stat(cfg_api_keys_file, &keys_seen) == 0;
+}
+
+/* Returns 1 when the keys file differs from what was last read. A file
+ * that is gone counts once it is back: until then the keys stay. */
+static int
+keys_changed(void)
+{
+	struct stat st;
+
+	if (stat(cfg_api_keys_file, &st) != 0) {
+		return 0;
+	}
+	return !keys_seen_ok || st.st_dev != keys_seen.st_dev ||
+	    st.st_ino != keys_seen.st_ino || st.st_size != keys_seen.st_size ||
+	    st.st_mtim.tv_sec != keys_seen.st_mtim.tv_sec ||
+	    st.st_mtim.tv_nsec != keys_seen.st_mtim.tv_nsec;
+}
+
+/* SIGHUP or a changed file (why): reads GATEWAY_API_KEYS_FILE again. A
+ * file that does not load leaves the keys as they were. */
+static void
+reload_keys(const char *why)
 {
 	char err[256];
 	int  rv;
 
 	if (cfg_api_keys_file[0] == '\0') {
 		CM_WARN("GW-AUTH-RELOAD", NULL,
-		    "SIGHUP: GATEWAY_API_KEYS_FILE is not set; no keys to "
-		    "load");
+		    "%s: GATEWAY_API_KEYS_FILE is not set; no keys to load",
+		    why);
 		return;
 	}
+	keys_note();
 	if ((rv = gw_auth_reload(auth, err, sizeof(err))) != CM_OK) {
 		gw_metrics_auth_reload(0);
 		CM_ERROR("GW-AUTH-RELOAD-FAIL", NULL,
-		    "SIGHUP: %s; keeping the %zu key(s) loaded before",
+		    "%s: %s; keeping the %zu key(s) loaded before", why,
 		    rv == CM_EINVAL ? err : cm_strerror(rv),
 		    gw_auth_keys(auth));
 		return;
 	}
 	gw_metrics_auth_reload(1);
 	gw_metrics_auth_keys(gw_auth_keys(auth));
-	CM_INFO("GW-AUTH-RELOAD", NULL, "SIGHUP: %zu API key(s) from %s",
+	CM_INFO("GW-AUTH-RELOAD", NULL, "%s: %zu API key(s) from %s", why,
 	    gw_auth_keys(auth), cfg_api_keys_file);
 }
 
@@ -397,6 +431,9 @@ guard_init(int nloops)
 	char err[256];
 	int  rv;
 
+	if (cfg_api_keys_file[0] != '\0') {
+		keys_note();
+	}
 	if ((rv = gw_auth_new(&auth, cfg_api_keys_file, (int) cfg_auth_reads,
 	         nloops, err, sizeof(err))) != CM_OK) {
 		fprintf(stderr, "gateway: GATEWAY_API_KEYS_FILE=%s: %s\n",
@@ -464,11 +501,24 @@ run_drain(const sigset_t *set, worker *workers, int n)
 	gw_drain       d;
 	gw_drain_phase was = GW_DRAIN_RUNNING, now;
 	int            closing = 0;
+	int64_t        keys_every = cfg_api_keys_file[0] != '\0'
+	           ? (int64_t) cfg_keys_check_s * 1000
+	           : 0;
+	int64_t        keys_next = cm_mono_us() / 1000 + keys_every;
 
 	gw_drain_init(&d, (int) cfg_drain_delay_s, (int) cfg_drain_timeout_s);
 	for (;;) {
 		int64_t wait = gw_drain_wait_ms(&d, cm_mono_us() / 1000);
 		int     sig;
+
+		/* Look at the keys file every GATEWAY_API_KEYS_CHECK_S. */
+		if (keys_every > 0) {
+			int64_t left = keys_next - cm_mono_us() / 1000;
+			left = left > 0 ? left : 0;
+			if (wait < 0 || wait > left) {
+				wait = left;
+			}
+		}
 
 		/* While loops finish, look every 50 ms whether all did. */
 		if (closing && (wait < 0 || wait > 50)) {
@@ -481,8 +531,14 @@ run_drain(const sigset_t *set, worker *workers, int n)
 		}
 		sig = cm_wait_signal(set, wait);
 		cm_tls_watch();
+		if (keys_every > 0 && cm_mono_us() / 1000 >= keys_next) {
+			keys_next = cm_mono_us() / 1000 + keys_every;
+			if (keys_changed()) {
+				reload_keys("file changed");
+			}
+		}
 		if (sig == SIGHUP) {
-			reload_keys();
+			reload_keys("SIGHUP");
 			continue;
 		}
 		now = sig != 0 ? gw_drain_signal(&d, sig, cm_mono_us() / 1000)

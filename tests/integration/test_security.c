@@ -261,6 +261,49 @@ test_security_sighup_reload(void **state)
 	keys(k2);
 }
 
+/* A changed keys file is read again without SIGHUP, within
+ * GATEWAY_API_KEYS_CHECK_S: replaced the way Kubernetes updates a Secret
+ * volume (a new file renamed over the old one). */
+static void
+test_security_keys_file_watched(void **state)
+{
+	static const char *const ka[] = {"watch-key-a", NULL};
+	static const char *const kb[] = {"watch-key-b", NULL};
+	char                     path[700], tmp[710], env_keys[760];
+	const char *env[] = {env_keys, "GATEWAY_API_KEYS_CHECK_S=1", NULL};
+	it_proc     gw;
+	int         port, st = 0;
+	int64_t     t0, end;
+
+	(void) state;
+	snprintf(path, sizeof(path), "%s/watched-keys-%d", it_tmpdir(),
+	    (int) getpid());
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	snprintf(env_keys, sizeof(env_keys), "GATEWAY_API_KEYS_FILE=%s", path);
+	assert_int_equal(it_write_keys_file(path, ka), 0);
+	assert_int_equal(
+	    it_gateway_start(&gw, &port, stack.upstreams, env), 0);
+	assert_int_equal(post_key(port, "watch-key-a"), 201);
+	assert_int_equal(post_key(port, "watch-key-b"), 401);
+
+	assert_int_equal(it_write_keys_file(tmp, kb), 0);
+	assert_int_equal(rename(tmp, path), 0);
+	t0 = it_now_ms();
+	end = t0 + 10000;
+	while (
+	    it_now_ms() < end && (st = post_key(port, "watch-key-b")) != 201) {
+		it_sleep_ms(200);
+	}
+	assert_int_equal(st, 201);
+	assert_int_equal(post_key(port, "watch-key-a"), 401);
+	printf("  security: the replaced keys file was in use %lld ms "
+	       "later, without SIGHUP\n",
+	    (long long) (it_now_ms() - t0));
+	it_proc_stop(&gw, SIGTERM, 5000);
+	assert_int_equal(it_proc_sanitizer_reports(&gw), 0);
+	unlink(path);
+}
+
 static void
 test_security_auth_reads(void **state)
 {
@@ -562,6 +605,7 @@ main(void)
 	    cmocka_unit_test(test_security_write_needs_key),
 	    cmocka_unit_test(test_security_reads_public),
 	    cmocka_unit_test(test_security_sighup_reload),
+	    cmocka_unit_test(test_security_keys_file_watched),
 	    cmocka_unit_test(test_security_auth_reads),
 	};
 	const struct CMUnitTest rl[] = {
