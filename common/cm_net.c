@@ -9,6 +9,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/dns.h>
+#include <event2/event.h>
+
 #include "cm.h"
 
 int
@@ -96,4 +99,29 @@ cm_net_listen(const char *host, int port, int backlog, int *fdp, int *bound,
 	    : ntohs(((struct sockaddr_in *) &ss)->sin_port);
 	*fdp = fd;
 	return CM_OK;
+}
+
+struct evdns_base *
+cm_evdns_new(struct event_base *base, const char *resolv_conf)
+{
+	struct evdns_base      *dns = evdns_base_new(base, 0);
+	struct sockaddr_storage ss;
+	int                     len;
+
+	if (dns == NULL) {
+		return NULL;
+	}
+	/* A file that cannot be read leaves libevent's defaults (127.0.0.1),
+	 * as glibc does. */
+	(void) evdns_base_resolv_conf_parse(dns, DNS_OPTIONS_ALL,
+	    resolv_conf != NULL ? resolv_conf : "/etc/resolv.conf");
+	if (evdns_base_count_nameservers(dns) > 1 &&
+	    (len = evdns_base_get_nameserver_addr(
+	         dns, 0, (struct sockaddr *) &ss, sizeof(ss))) > 0 &&
+	    evdns_base_clear_nameservers_and_suspend(dns) == 0) {
+		(void) evdns_base_nameserver_sockaddr_add(
+		    dns, (struct sockaddr *) &ss, (ev_socklen_t) len, 0);
+		evdns_base_resume(dns);
+	}
+	return dns;
 }

@@ -23,6 +23,7 @@
 
 #include "cm.h"
 #include "cm_log.h"
+#include "cm_net.h"
 #include "cm_redis.h"
 
 struct cm_redis_conn {
@@ -312,8 +313,7 @@ cm_redis_conn_new(cm_redis_conn **out, const cm_redis_opts *o)
 		return CM_ENOMEM;
 	}
 	if (o->resolve && !is_ip(c->url.host) &&
-	    (c->dns = evdns_base_new(
-	         o->base, EVDNS_BASE_INITIALIZE_NAMESERVERS)) == NULL) {
+	    (c->dns = cm_evdns_new(o->base, NULL)) == NULL) {
 		cm_redis_conn_free(c);
 		return CM_EINVAL;
 	}

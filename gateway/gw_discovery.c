@@ -25,6 +25,7 @@
 
 #include "cm.h"
 #include "cm_log.h"
+#include "cm_net.h"
 #include "gw.h"
 
 #define DNS_TIMEOUT_S "2" /* per attempt; answers well within an interval */
@@ -382,11 +383,11 @@ gw_disc_new(gw_disc **out, struct event_base *base, char *const *entries,
 	if (d->names > 0 && d->resolve == NULL) {
 		const char *servers = o->dns_servers;
 		int         custom = servers != NULL && servers[0] != '\0';
-		/* Without our own servers, resolv.conf gives servers, search
-		 * domains and ndots, as a pod's resolver expects. */
-		if ((d->dns = evdns_base_new(base,
-		         custom ? 0 : EVDNS_BASE_INITIALIZE_NAMESERVERS)) ==
-		    NULL) {
+		/* Without our own servers, resolv.conf gives the server,
+		 * search domains and ndots, as a pod's resolver expects. */
+		d->dns = custom ? evdns_base_new(base, 0)
+		                : cm_evdns_new(base, NULL);
+		if (d->dns == NULL) {
 			snprintf(err, errlen, "cannot start the DNS resolver");
 			goto fail;
 		}

@@ -217,6 +217,25 @@ request GET "/products/$ID"
 check "second read: 200 HIT (got $CODE ${CACHE:--})" both "$CODE" 200 "$CACHE" HIT
 step "two reads" "$t"
 
+# The rate limiter resolved "redis" on the container network (evdns) and
+# decided in the shared buckets: its metrics say so.
+t=$(now_ms)
+metrics=$(podman exec "$(container gateway)" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9090 &&
+	printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3' 2>>"$LOG")
+shared=$(printf '%s\n' "$metrics" | awk '/^gateway_ratelimit_decisions_total\{/ &&
+	/source="redis"/ { n += $NF } END { print n + 0 }')
+check "rate limits decided in Redis: $shared request(s)" [ "$shared" -gt 0 ]
+# Every lookup of a service name so far worked (evdns asks resolv.conf's
+# first nameserver, podman's own, only).
+fails=$(podman logs "$(container gateway)" 2>&1 | grep -c 'GW-DNS-FAIL\|GW-RL-REDIS-DOWN')
+check "the gateway resolved every name ($fails failures logged)" [ "$fails" = 0 ]
+fails=0
+for r in product-1 product-2 product-3; do
+	fails=$((fails + $(podman logs "$(container $r)" 2>&1 | grep -c 'PS-REDIS-DOWN')))
+done
+check "the replicas resolved redis ($fails failures logged)" [ "$fails" = 0 ]
+step "rate limits in Redis" "$t"
+
 t=$(now_ms)
 victim=$(container product-1)
 podman stop -t 10 "$victim" >>"$LOG" 2>&1

@@ -372,6 +372,7 @@ ps_cache_new(
 	    .backoff_min_ms = PS_BACKOFF_MIN_MS,
 	    .backoff_max_ms = PS_BACKOFF_MAX_MS,
 	    .log_prefix = "PS-REDIS",
+	    .resolve = 1, /* a host name must not block the loop */
 	    .opened = conn_opened,
 	    .down = conn_down,
 	    .arg = c};
