@@ -222,13 +222,10 @@ check_schema(void)
 		return CM_EUNAVAIL;
 	}
 	if (have < need) {
-		char msg[200];
-		snprintf(msg, sizeof(msg),
+		CM_ERROR("PS-SCHEMA-OLD", NULL,
 		    "database schema is at version %d, this build needs %d: "
-		    "run 'product-service migrate'",
+		    "run 'product-service migrate'; unready until then",
 		    have, need);
-		CM_ERROR("PS-SCHEMA-OLD", NULL, "%s", msg);
-		fprintf(stderr, "%s\n", msg);
 		return CM_EINVAL;
 	}
 	return CM_OK;
@@ -245,16 +242,17 @@ serve(void)
 	sigset_t    set;
 	int         n, sig, rv, status = 1;
 
-	/* An old schema stops the start. An unreachable database does not:
-	 * cached products can be served, and each connection checks the
-	 * schema itself when it comes up (ps_db.c). */
-	if ((rv = check_schema()) == CM_EUNAVAIL) {
+	/* Neither an unreachable database nor an old schema stops the
+	 * start: each database connection checks the schema when it comes
+	 * up (ps_db.c), so the replica serves the cache, stays unready
+	 * until the schema is right and then serves without a restart (a
+	 * replica that exited would wait out its orchestrator's back-off
+	 * after the migration ran). This check only says so early. */
+	if (check_schema() == CM_EUNAVAIL) {
 		CM_WARN("PS-SCHEMA-UNCHECKED", NULL,
 		    "PostgreSQL unreachable at start: serving from the cache; "
 		    "each database connection checks the schema when it "
 		    "connects");
-	} else if (rv != CM_OK) {
-		return 1;
 	}
 	n = cfg.threads > 0 ? (int) cfg.threads : cm_ncpu();
 	if (evthread_use_pthreads() != 0) {

@@ -902,6 +902,14 @@ test_ops_replica_checks_schema_on_connect(void **state)
 	    it_now_ms() < end) {
 		it_sleep_ms(100);
 	}
+	/* A replica that starts now stays up and unready rather than exit
+	 * (and wait out a restart back-off once the migration has run). */
+	assert_int_equal(it_proc_stop(&rep[1], SIGTERM, 5000), 0);
+	assert_int_equal(spawn_replica(1), 0);
+	assert_int_equal(it_wait_port(rep_admin[1], 15000), 0);
+	int started_unready = wait_ready(rep_admin[1], 503, 5000) >= 0;
+	it_sleep_ms(500);
+	int started_alive = it_proc_alive(&rep[1]);
 
 	snprintf(sql, sizeof(sql),
 	    "INSERT INTO schema_migrations (version, name, applied_at) "
@@ -917,11 +925,18 @@ test_ops_replica_checks_schema_on_connect(void **state)
 		it_proc_dump_log(&rep[0], 20);
 		fail_msg("the replica did not log why it refused");
 	}
+	if (!started_alive || !started_unready) {
+		it_proc_dump_log(&rep[1], 20);
+		fail_msg("a replica started on the old schema: %s",
+		    started_alive ? "not unready" : "exited");
+	}
 	assert_true(wait_ready(rep_admin[0], 200, 20000) >= 0);
+	/* the one started on the old schema, without a restart */
 	assert_true(wait_ready(rep_admin[1], 200, 20000) >= 0);
+	assert_true(it_proc_alive(&rep[1]));
 	printf("  ops: with the schema one version behind, reconnected "
-	       "replicas were unready in %d ms and ready again once it was "
-	       "back\n",
+	       "replicas were unready in %d ms, one started then stayed up "
+	       "unready, and all were ready again once it was back\n",
 	    down);
 }
 
