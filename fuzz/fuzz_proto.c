@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cm.h"
+#include "cm_catalog.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
 #include "fuzz_check.h"
@@ -74,15 +75,6 @@ on_done(void *arg)
 	}
 }
 
-static int
-is_write(Catalog__Method m)
-{
-	return m == CATALOG__METHOD__METHOD_CREATE_PRODUCT ||
-	    m == CATALOG__METHOD__METHOD_REPLACE_PRODUCT ||
-	    m == CATALOG__METHOD__METHOD_PATCH_PRODUCT ||
-	    m == CATALOG__METHOD__METHOD_DELETE_PRODUCT;
-}
-
 /* The pure checks of one request, before it runs. Returns 1 when the
  * write path will refuse it as INVALID. */
 static int
@@ -97,7 +89,7 @@ check_request(const Catalog__Request *rq)
 	tid = ps_trace_id(rq, buf, sizeof(buf));
 	FZ_CHECK(strcmp(tid, "-") == 0 ||
 	    (strlen(tid) == 32 && strspn(tid, "0123456789abcdef") == 32));
-	if (!is_write(rq->method)) {
+	if (!cm_method_is_write(rq->method)) {
 		return 0;
 	}
 	if (ps_write_check(rq, &why) != CM_OK) {

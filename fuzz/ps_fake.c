@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cm.h"
+#include "cm_catalog.h"
 #include "fuzz_check.h"
 #include "ps_fake.h"
 
@@ -425,10 +426,7 @@ ps_db_write(ps_db *db, const ps_db_write_args *a, ps_db_write_fn cb, void *arg)
 
 	(void) db;
 	/* What catalog_write() needs: ps_write_check() let it through. */
-	FZ_CHECK(a->method == CATALOG__METHOD__METHOD_CREATE_PRODUCT ||
-	    a->method == CATALOG__METHOD__METHOD_REPLACE_PRODUCT ||
-	    a->method == CATALOG__METHOD__METHOD_PATCH_PRODUCT ||
-	    a->method == CATALOG__METHOD__METHOD_DELETE_PRODUCT);
+	FZ_CHECK(cm_method_is_write(a->method));
 	del = a->method == CATALOG__METHOD__METHOD_DELETE_PRODUCT;
 	FZ_CHECK(a->id > 0 && a->if_match >= 0);
 	FZ_CHECK((a->input == NULL) == del);

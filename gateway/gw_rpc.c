@@ -52,6 +52,7 @@
 #include <nng/nng.h>
 
 #include "cm.h"
+#include "cm_catalog.h"
 #include "cm_log.h"
 #include "cm_metrics.h"
 #include "gw_rpc_int.h"
@@ -257,15 +258,6 @@ budget_take(gw_rpc *rpc)
 /* A try that may have reached the replica may be sent again only when
  * doing it twice is harmless: reads, and writes whose idempotency key
  * makes the replica answer the second from the first's record. */
-static int
-is_write(Catalog__Method m)
-{
-	return m == CATALOG__METHOD__METHOD_CREATE_PRODUCT ||
-	    m == CATALOG__METHOD__METHOD_REPLACE_PRODUCT ||
-	    m == CATALOG__METHOD__METHOD_PATCH_PRODUCT ||
-	    m == CATALOG__METHOD__METHOD_DELETE_PRODUCT;
-}
-
 static int
 retryable(const Catalog__Request *pb)
 {
@@ -554,7 +546,7 @@ send_calls(gw_rpc *rpc, endpoint *ep, call *calls)
 		 * runs meets its own key "in use" (409). Keyed writes are
 		 * retried when their try surely failed (lost pipe, unsent,
 		 * DRAINING), never because it was slow. */
-		if (c->retryable && !is_write(c->pb.method) &&
+		if (c->retryable && !cm_method_is_write(c->pb.method) &&
 		    now + rpc->try_timeout_ms * 1000LL < end) {
 			end = now + rpc->try_timeout_ms * 1000LL;
 		}
@@ -664,7 +656,7 @@ gw_rpc_dispatch(call *c)
 	c->next = NULL;
 	/* An idle endpoint, a probe, or a write (its one try has no per-try
 	 * timeout, and must not get its batch's): at once, alone. */
-	if (c->pin != 0 || !c->retryable || is_write(c->pb.method) ||
+	if (c->pin != 0 || !c->retryable || cm_method_is_write(c->pb.method) ||
 	    (ep->waiting == NULL && ep->inflight < rpc->batch_inflight)) {
 		return send_calls(rpc, ep, c);
 	}
