@@ -806,25 +806,6 @@ get_until(const char *path, int want, const char *cache, int timeout_ms)
 	}
 }
 
-/* Returns 1 when the child's log holds needle. */
-static int
-log_has(const it_proc *p, const char *needle)
-{
-	FILE  *f = fopen(p->log, "r");
-	char  *line = NULL;
-	size_t cap = 0;
-	int    found = 0;
-
-	while (f != NULL && !found && getline(&line, &cap, f) > 0) {
-		found = strstr(line, needle) != NULL;
-	}
-	free(line);
-	if (f != NULL) {
-		fclose(f);
-	}
-	return found;
-}
-
 /* A replica that starts while PostgreSQL is down starts anyway and serves
  * what Redis holds; misses get 503; once PostgreSQL is back it is ready. */
 static void
@@ -842,7 +823,13 @@ test_ops_replica_starts_without_postgres(void **state)
 	assert_int_equal(it_proc_stop(&rep[1], SIGTERM, 5000), 0);
 	assert_true(wait_ready(rep_admin[0], 503, 5000) >= 0);
 	assert_int_equal(get_status(rep_admin[0], "/healthz", NULL), 200);
-	assert_true(log_has(&rep[0], "PS-SCHEMA-UNCHECKED"));
+	{
+		const char *const unchecked[] = {"PS-SCHEMA-UNCHECKED", NULL};
+		json_object      *o = find_log_line(rep[0].log, unchecked, 0);
+
+		assert_non_null(o);
+		json_object_put(o);
+	}
 	if (get_until("/products/7", 200, "HIT", 15000) != 200) {
 		it_proc_dump_log(&rep[0], 20);
 		fail_msg("the replica started without PostgreSQL did not "
@@ -893,15 +880,13 @@ test_ops_replica_checks_schema_on_connect(void **state)
 	               "AND pid <> pg_backend_pid() AND backend_type = "
 	               "'client backend'"),
 	    0);
-	int     down = wait_ready(rep_admin[0], 503, 15000);
-	int     logged = 0;
-	int64_t end = it_now_ms() + 10000;
-
+	int               down = wait_ready(rep_admin[0], 503, 15000);
+	const char *const old_schema[] = {"PS-SCHEMA-OLD", NULL};
 	/* the first failure may be the terminated connection itself */
-	while (!(logged = log_has(&rep[0], "PS-SCHEMA-OLD")) &&
-	    it_now_ms() < end) {
-		it_sleep_ms(100);
-	}
+	json_object *line = find_log_line(rep[0].log, old_schema, 10000);
+	int          logged = line != NULL;
+
+	json_object_put(line);
 	/* A replica that starts now stays up and unready rather than exit
 	 * (and wait out a restart back-off once the migration has run). */
 	assert_int_equal(it_proc_stop(&rep[1], SIGTERM, 5000), 0);
