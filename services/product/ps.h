@@ -403,6 +403,9 @@ const char *ps_pg_oneline(const char *msg, char *buf, size_t len);
 
 int ps_migrate_run(const char *url);
 int ps_migrate_version(const char *url, int *have);
-int ps_migrate_latest(void);
+/* The schema version query (the highest migration applied), also run by
+ * every database connection when it connects (ps_db.c). */
+extern const char ps_schema_version_sql[];
+int               ps_migrate_latest(void);
 
 #endif /* PS_H */

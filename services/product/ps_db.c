@@ -473,14 +473,10 @@ flush(conn *c)
 	return CM_OK;
 }
 
-/* The schema check: the highest migration applied. */
-static const char schema_sql[] =
-    "SELECT coalesce(max(version), 0) FROM schema_migrations";
-
 static void
 send_schema_check(conn *c)
 {
-	if (!PQsendQuery(c->pg, schema_sql)) {
+	if (!PQsendQuery(c->pg, ps_schema_version_sql)) {
 		conn_down(c, PQerrorMessage(c->pg));
 		return;
 	}

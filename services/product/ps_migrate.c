@@ -13,6 +13,9 @@
 
 #define MIGRATE_LOCK "7400001"
 
+const char ps_schema_version_sql[] =
+    "SELECT coalesce(max(version), 0) FROM schema_migrations";
+
 /* Server notices ("relation already exists, skipping") are expected on a
  * second run; keep them out of stderr. */
 static void
@@ -200,8 +203,7 @@ ps_migrate_version(const char *url, int *have)
 		goto out;
 	}
 	PQclear(res);
-	res = run(pg,
-	    "SELECT coalesce(max(version), 0) FROM schema_migrations", NULL);
+	res = run(pg, ps_schema_version_sql, NULL);
 	if (res != NULL) {
 		*have = atoi(PQgetvalue(res, 0, 0));
 		rv = CM_OK;
